@@ -1,0 +1,24 @@
+//! The public event contract of the follow-up pipeline, shared by the producer, the projector,
+//! the gateway and their tests: CloudEvents envelope and payload types, subjects, idempotency
+//! keys and the JetStream stream/consumer definitions kept in `nats/`. This crate does no I/O;
+//! other modules of the CRM may depend on it to read the stream.
+
+mod envelope;
+mod events;
+mod keys;
+mod nats;
+
+pub use envelope::{CloudEvent, ContractError, EventType, parse_event};
+pub use events::{
+    FollowupFailed, FollowupKind, FollowupProcessed, FollowupSent, LeadChanged, LeadEvent,
+};
+pub use keys::{change_key, failed_key, run_key, sent_key};
+pub use nats::{
+    COCKPIT_CHANGED_SUBJECT, CONSUMER_DEFINITIONS, CONTENT_TYPE, PROJECTOR_CONSUMER,
+    STREAM_DEFINITION, STREAM_NAME, STREAM_SUBJECTS,
+};
+
+/// CloudEvents `source` of every event this pipeline publishes.
+pub const EVENT_SOURCE: &str = "freshplan.leads.followup";
+/// CloudEvents spec version this contract speaks.
+pub const SPEC_VERSION: &str = "1.0";

@@ -1,0 +1,60 @@
+//! Postgres pool and migrations.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::PgPool;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::PgPoolOptions;
+use tokio_util::sync::CancellationToken;
+
+/// The project's migrations (`migrations/` at the repository root), embedded at compile time.
+pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
+
+/// Our own bookkeeping table, so a CRM database that itself uses sqlx keeps its history apart.
+pub const MIGRATIONS_TABLE: &str = "_followup_migrations";
+
+/// Connects to Postgres, retrying with backoff until it answers or `shutdown` fires, so a
+/// service started before its database waits instead of crash-looping.
+pub async fn connect_database(
+    url: &str,
+    max_connections: u32,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<PgPool> {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        let attempt = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await;
+        match attempt {
+            Ok(pool) => return Ok(pool),
+            Err(err) => {
+                tracing::warn!(error = %err, retry_in_ms = delay.as_millis() as u64, "database not reachable");
+                tokio::select! {
+                    _ = shutdown.cancelled() => {
+                        return Err(err).context("database not reachable before shutdown");
+                    }
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+/// Applies pending migrations. Safe to run from several processes at once (sqlx takes an
+/// advisory lock) and against a CRM database that already has `leads`.
+pub async fn migrate_database(pool: &PgPool) -> anyhow::Result<()> {
+    let mut migrator = Migrator {
+        migrations: MIGRATOR.migrations.clone(),
+        ..Migrator::DEFAULT
+    };
+    migrator.dangerous_set_table_name(MIGRATIONS_TABLE);
+    migrator
+        .run(pool)
+        .await
+        .context("applying database migrations")?;
+    Ok(())
+}

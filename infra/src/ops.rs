@@ -1,0 +1,105 @@
+//! The operational HTTP endpoints of the producer and the projector: `/metrics` (Prometheus text
+//! format), `/healthz` (the process is alive) and `/readyz` (its dependencies answer).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus::{Encoder, Registry, TextEncoder};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Named readiness flags; `/readyz` answers 200 only when all are set.
+#[derive(Clone, Default)]
+pub struct Readiness {
+    checks: Arc<std::sync::Mutex<Vec<(&'static str, Arc<AtomicBool>)>>>,
+}
+
+impl Readiness {
+    /// Registers a check (initially not ready) and returns its flag.
+    pub fn check(&self, name: &'static str) -> Arc<AtomicBool> {
+        let flag = Arc::new(AtomicBool::new(false));
+        self.checks
+            .lock()
+            .expect("readiness lock")
+            .push((name, flag.clone()));
+        flag
+    }
+
+    /// The names of the checks that are not ready.
+    pub fn failing(&self) -> Vec<&'static str> {
+        self.checks
+            .lock()
+            .expect("readiness lock")
+            .iter()
+            .filter(|(_, f)| !f.load(Ordering::Relaxed))
+            .map(|(n, _)| *n)
+            .collect()
+    }
+}
+
+#[derive(Clone)]
+struct OpsState {
+    registry: Registry,
+    readiness: Readiness,
+}
+
+/// The router with `/metrics`, `/healthz` and `/readyz`; the gateway merges it into its own.
+pub fn ops_router(registry: Registry, readiness: Readiness) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .with_state(OpsState {
+            registry,
+            readiness,
+        })
+}
+
+/// Serves the operational endpoints on `listener` until `shutdown` fires.
+pub async fn serve_ops(
+    listener: TcpListener,
+    registry: Registry,
+    readiness: Readiness,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, ops_router(registry, readiness))
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}
+
+async fn metrics(State(state): State<OpsState>) -> impl IntoResponse {
+    let mut buf = Vec::with_capacity(8 * 1024);
+    let families = state.registry.gather();
+    match TextEncoder::new().encode(&families, &mut buf) {
+        Ok(()) => (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                TextEncoder::new().format_type().to_owned(),
+            )],
+            buf,
+        )
+            .into_response(),
+        Err(err) => {
+            tracing::error!(error = %err, "encoding metrics");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+async fn readyz(State(state): State<OpsState>) -> impl IntoResponse {
+    let failing = state.readiness.failing();
+    if failing.is_empty() {
+        (StatusCode::OK, "ready".to_owned())
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {}", failing.join(", ")),
+        )
+    }
+}

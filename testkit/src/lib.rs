@@ -1,0 +1,149 @@
+//! Test support for the services' integration tests: a freshly migrated Postgres database per
+//! test, and a private `nats-server` with JetStream on a free port and a temporary store that a
+//! test can stop and restart to inject faults. Real servers, no mocks.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sqlx::PgPool;
+use sqlx::ConnectOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+/// Base URL of the Postgres server used for test databases (`TEST_DATABASE_URL`, default
+/// `postgres://postgres@127.0.0.1:5432/postgres`).
+pub fn admin_database_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// A uniquely named, migrated database. Test databases are named `followup_test_*`; `.ci/run`
+/// drops leftovers before a run.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+    pub pool: PgPool,
+}
+
+impl TestDb {
+    /// Creates and migrates a new database.
+    pub async fn new() -> TestDb {
+        let admin_url = admin_database_url();
+        let name = format!("followup_test_{}", uuid::Uuid::new_v4().simple());
+        let admin = PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&admin_url)
+            .await
+            .expect("connect to the test Postgres server (TEST_DATABASE_URL)");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&admin)
+            .await
+            .expect("create test database");
+        admin.close().await;
+        let options: PgConnectOptions = admin_url.parse().expect("TEST_DATABASE_URL is a Postgres URL");
+        let options = options.database(&name);
+        let url = options.to_url_lossy().to_string();
+        let pool = PgPoolOptions::new()
+            .max_connections(10)
+            .connect_with(options)
+            .await
+            .expect("connect to test database");
+        followup_infra::migrate_database(&pool)
+            .await
+            .expect("migrate test database");
+        TestDb { name, url, pool }
+    }
+}
+
+/// A private nats-server with JetStream, killed when dropped.
+pub struct NatsServer {
+    pub port: u16,
+    store: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl NatsServer {
+    /// Starts `nats-server -js` on a free loopback port with a temporary store.
+    pub fn start() -> NatsServer {
+        let port = free_port();
+        let store = tempfile::tempdir().expect("temp dir for JetStream store");
+        let mut server = NatsServer {
+            port,
+            store,
+            child: None,
+        };
+        server.restart();
+        server
+    }
+
+    /// `nats://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// The JetStream store directory (survives [`NatsServer::stop`]).
+    pub fn store_dir(&self) -> PathBuf {
+        self.store.path().to_path_buf()
+    }
+
+    /// Kills the server (SIGKILL). The store is kept for [`NatsServer::restart`].
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port with the same store, and waits until it listens.
+    pub fn restart(&mut self) {
+        self.stop();
+        let binary = std::env::var("NATS_SERVER_BIN").unwrap_or_else(|_| "nats-server".to_owned());
+        let child = Command::new(&binary)
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
+            .arg(self.store.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {binary} (install Debian's nats-server): {e}"));
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not start listening");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Polls `check` every 20 ms until it returns `Some` or `timeout` passes. Tests wait for
+/// asynchronous outcomes with this instead of fixed sleeps.
+pub async fn eventually<T, F, Fut>(timeout: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return Some(v);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,1 +1,26 @@
-fn main() {}
+use anyhow::Context;
+use clap::Parser;
+use followup_producer::{Cli, Command, run_once, serve};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    followup_infra::telemetry::init_tracing();
+    let cli = Cli::parse();
+    let shutdown = followup_infra::shutdown_on_signals();
+    match cli.command {
+        Command::Serve => {
+            let listener = tokio::net::TcpListener::bind(cli.config.http_addr)
+                .await
+                .with_context(|| format!("binding HTTP_ADDR {}", cli.config.http_addr))?;
+            serve(cli.config, listener, shutdown).await
+        }
+        Command::RunOnce => {
+            let report = run_once(cli.config, shutdown).await?;
+            eprintln!(
+                "run {} done: t3={} t7={} skipped={} errors={} duration_ms={}",
+                report.run_id, report.t3_count, report.t7_count, report.skipped_count, report.error_count, report.duration_ms
+            );
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! Recording delivery outcomes: in the caller's transaction, the lead's flags, the CRM activity,
+//! the delivery record and the outbox event are written together, set-based for a whole batch.
+
+use chrono::{DateTime, Utc};
+use followup_contract::{
+    EventType, FollowupFailed, FollowupKind, FollowupSent, failed_key, sent_key,
+};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+/// A follow-up the mailer accepted.
+#[derive(Debug, Clone)]
+pub struct SentFollowup {
+    pub lead_id: i64,
+    pub owner_user_id: Option<String>,
+    pub message_id: String,
+    pub attempts: i32,
+}
+
+/// A follow-up that finally failed.
+#[derive(Debug, Clone)]
+pub struct FailedFollowup {
+    pub lead_id: i64,
+    pub owner_user_id: Option<String>,
+    pub reason: String,
+    pub attempts: i32,
+}
+
+const MARK_T3: &str = "UPDATE leads SET t3_followup_sent = TRUE, followup_count = followup_count + 1,
+    last_followup_at = $2, updated_at = now() WHERE id = ANY($1)";
+// T+7 also moves the lead to REMINDER, as the CRM does.
+const MARK_T7: &str = "UPDATE leads SET t7_followup_sent = TRUE, followup_count = followup_count + 1,
+    last_followup_at = $2, reminder_sent_at = $2, status = 'REMINDER', updated_at = now()
+    WHERE id = ANY($1)";
+
+const INSERT_ACTIVITIES: &str = "INSERT INTO lead_activities
+    (lead_id, user_id, activity_type, activity_date, description, metadata)
+    SELECT id, 'SYSTEM', 'NOTE', $2, $3,
+           jsonb_build_object('followup_type', $4::text, 'automated', true, 'run_id', $5::text)
+    FROM unnest($1::bigint[]) AS id";
+
+const INSERT_DELIVERIES: &str = "INSERT INTO followup_deliveries
+    (lead_id, kind, status, run_id, owner_user_id, attempts, reason, message_id, delivered_at)
+    SELECT lead_id, $2, $3, $4, owner, attempts, reason, message_id, $5
+    FROM unnest($1::bigint[], $6::text[], $7::int[], $8::text[], $9::text[])
+         AS t(lead_id, owner, attempts, reason, message_id)";
+
+const INSERT_OUTBOX: &str = "INSERT INTO followup_outbox
+    (event_type, subject, idempotency_key, data, occurred_at)
+    SELECT $1, subject, key, data::jsonb, $2
+    FROM unnest($3::text[], $4::text[], $5::text[]) AS t(subject, key, data)";
+
+/// Records delivered follow-ups of one kind.
+pub async fn record_sent(
+    conn: &mut PgConnection,
+    kind: FollowupKind,
+    run_id: Uuid,
+    at: DateTime<Utc>,
+    sent: &[SentFollowup],
+) -> Result<(), sqlx::Error> {
+    if sent.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<i64> = sent.iter().map(|s| s.lead_id).collect();
+    let mark = match kind {
+        FollowupKind::T3 => MARK_T3,
+        FollowupKind::T7 => MARK_T7,
+    };
+    sqlx::query(mark).bind(&ids).bind(at).execute(&mut *conn).await?;
+    let description = match kind {
+        FollowupKind::T3 => "Automatisches T+3 Follow-up (Musteranfrage) versendet",
+        FollowupKind::T7 => "Automatisches T+7 Follow-up versendet",
+    };
+    sqlx::query(INSERT_ACTIVITIES)
+        .bind(&ids)
+        .bind(at)
+        .bind(description)
+        .bind(kind.activity_type())
+        .bind(run_id.to_string())
+        .execute(&mut *conn)
+        .await?;
+    insert_deliveries(
+        conn,
+        kind,
+        "sent",
+        run_id,
+        at,
+        sent.iter()
+            .map(|s| (s.lead_id, s.owner_user_id.clone(), s.attempts, None, Some(s.message_id.clone()))),
+    )
+    .await?;
+    let events = sent.iter().map(|s| {
+        let data = FollowupSent {
+            lead_id: s.lead_id,
+            owner_user_id: s.owner_user_id.clone(),
+            kind,
+            sent_at: at,
+            run_id: run_id.to_string(),
+        };
+        (s.lead_id, sent_key(s.lead_id, kind), serde_json::to_string(&data))
+    });
+    insert_events(conn, EventType::Sent, at, events).await
+}
+
+/// Records follow-ups that finally failed: a delivery record and a `failed` event; the lead's
+/// flags stay untouched, so it still counts as pending.
+pub async fn record_failed(
+    conn: &mut PgConnection,
+    kind: FollowupKind,
+    run_id: Uuid,
+    at: DateTime<Utc>,
+    failed: &[FailedFollowup],
+) -> Result<(), sqlx::Error> {
+    if failed.is_empty() {
+        return Ok(());
+    }
+    insert_deliveries(
+        conn,
+        kind,
+        "failed",
+        run_id,
+        at,
+        failed
+            .iter()
+            .map(|f| (f.lead_id, f.owner_user_id.clone(), f.attempts, Some(f.reason.clone()), None)),
+    )
+    .await?;
+    let events = failed.iter().map(|f| {
+        let data = FollowupFailed {
+            lead_id: f.lead_id,
+            owner_user_id: f.owner_user_id.clone(),
+            kind,
+            reason: f.reason.clone(),
+            attempts: f.attempts,
+        };
+        (f.lead_id, failed_key(f.lead_id, kind), serde_json::to_string(&data))
+    });
+    insert_events(conn, EventType::Failed, at, events).await
+}
+
+type DeliveryRow = (i64, Option<String>, i32, Option<String>, Option<String>);
+
+async fn insert_deliveries(
+    conn: &mut PgConnection,
+    kind: FollowupKind,
+    status: &str,
+    run_id: Uuid,
+    at: DateTime<Utc>,
+    rows: impl Iterator<Item = DeliveryRow>,
+) -> Result<(), sqlx::Error> {
+    let (mut ids, mut owners, mut attempts, mut reasons, mut message_ids) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (id, owner, n, reason, message_id) in rows {
+        ids.push(id);
+        owners.push(owner);
+        attempts.push(n);
+        reasons.push(reason);
+        message_ids.push(message_id);
+    }
+    sqlx::query(INSERT_DELIVERIES)
+        .bind(&ids)
+        .bind(kind.as_str())
+        .bind(status)
+        .bind(run_id)
+        .bind(at)
+        .bind(&owners)
+        .bind(&attempts)
+        .bind(&reasons)
+        .bind(&message_ids)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Appends events of one type to the outbox: `(lead id, idempotency key, data JSON)`.
+pub async fn insert_events(
+    conn: &mut PgConnection,
+    event_type: EventType,
+    at: DateTime<Utc>,
+    events: impl Iterator<Item = (i64, String, serde_json::Result<String>)>,
+) -> Result<(), sqlx::Error> {
+    let (mut subjects, mut keys, mut data) = (Vec::new(), Vec::new(), Vec::new());
+    for (lead_id, key, json) in events {
+        subjects.push(lead_id.to_string());
+        keys.push(key);
+        data.push(json.map_err(|e| sqlx::Error::Encode(Box::new(e)))?);
+    }
+    sqlx::query(INSERT_OUTBOX)
+        .bind(event_type.as_str())
+        .bind(at)
+        .bind(&subjects)
+        .bind(&keys)
+        .bind(&data)
+        .execute(conn)
+        .await?;
+    Ok(())
+}

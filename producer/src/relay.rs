@@ -1,0 +1,377 @@
+//! The outbox relay: publishes committed outbox rows to JetStream in outbox order and marks them
+//! published once JetStream acknowledged them.
+//!
+//! - One relay is active at a time (a transaction-scoped advisory lock), so order holds with
+//!   several producer replicas; the others wait.
+//! - Every message carries `Nats-Msg-Id` = idempotency key. A relay that dies after publishing but
+//!   before marking republishes the same rows; JetStream drops them as duplicates within the
+//!   stream's duplicate window and the ack says `duplicate`, which is recorded.
+//! - At most `window` publishes are awaiting their PubAck at any moment.
+//! - When NATS is unreachable the batch's transaction rolls back, nothing is marked, and the relay
+//!   retries with exponential backoff; rows are never dropped.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, context::PublishAckFuture};
+use async_nats::jetstream::message::PublishMessage;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use followup_contract::{CONTENT_TYPE, CloudEvent, EVENT_SOURCE, SPEC_VERSION};
+use sqlx::PgPool;
+use sqlx::postgres::PgListener;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::metrics::ProducerMetrics;
+
+/// Advisory-lock key that elects the active relay ("FOLLOWUP" in ASCII).
+const RELAY_LOCK_KEY: i64 = 0x464F_4C4C_4F57_5550;
+
+/// Relay tuning.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    pub batch_size: i64,
+    pub window: usize,
+    pub idle_poll: Duration,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        RelayConfig {
+            batch_size: 5000,
+            window: 2048,
+            idle_poll: Duration::from_secs(1),
+        }
+    }
+}
+
+/// One unpublished outbox row.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub subject: Option<String>,
+    pub idempotency_key: String,
+    pub data: serde_json::Value,
+    pub occurred_at: DateTime<Utc>,
+}
+
+/// What one relay pass did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayOutcome {
+    /// Rows published and marked.
+    Published { rows: usize, duplicates: usize },
+    /// Nothing to publish.
+    Idle,
+    /// Another relay holds the lock.
+    LockedElsewhere,
+}
+
+/// Why a pass failed; the pass changed nothing and can be retried.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("publishing outbox row {id} to JetStream: {reason}")]
+    Publish { id: i64, reason: String },
+}
+
+/// The NATS subject of an event type: `freshplan.` + type without its `.vN` suffix.
+pub fn subject_for(event_type: &str) -> String {
+    let base = match event_type.rsplit_once('.') {
+        Some((base, version)) if version.starts_with('v') && version[1..].chars().all(|c| c.is_ascii_digit()) => base,
+        _ => event_type,
+    };
+    format!("freshplan.{base}")
+}
+
+/// Builds the structured-mode CloudEvent body of a row.
+pub fn encode_event(row: &OutboxRow) -> serde_json::Result<Vec<u8>> {
+    let event = CloudEvent {
+        specversion: SPEC_VERSION.to_owned(),
+        id: row.event_id,
+        source: EVENT_SOURCE.to_owned(),
+        event_type: row.event_type.clone(),
+        time: row.occurred_at.fixed_offset(),
+        datacontenttype: "application/json".to_owned(),
+        subject: row.subject.clone(),
+        idempotencykey: row.idempotency_key.clone(),
+        data: &row.data,
+    };
+    serde_json::to_vec(&event)
+}
+
+/// Publishes `rows` in order with at most `window` PubAcks outstanding, and returns the acks in
+/// row order. Marks nothing: [`relay_pending`] does that in its transaction.
+pub async fn publish_rows(
+    js: &jetstream::Context,
+    rows: &[OutboxRow],
+    window: usize,
+) -> Result<Vec<jetstream::publish::PublishAck>, RelayError> {
+    let mut in_flight: VecDeque<(i64, PublishAckFuture)> = VecDeque::with_capacity(window);
+    let mut acks = Vec::with_capacity(rows.len());
+    let err = |id: i64, e: &dyn std::fmt::Display| RelayError::Publish { id, reason: e.to_string() };
+    for row in rows {
+        if in_flight.len() >= window.max(1) {
+            let (id, fut) = in_flight.pop_front().expect("window is not empty");
+            acks.push(fut.await.map_err(|e| err(id, &e))?);
+        }
+        let body = encode_event(row).map_err(|e| err(row.id, &e))?;
+        let message = PublishMessage::build()
+            .payload(Bytes::from(body))
+            .header("Content-Type", CONTENT_TYPE)
+            .message_id(&row.idempotency_key);
+        let fut = js
+            .send_publish(subject_for(&row.event_type), message)
+            .await
+            .map_err(|e| err(row.id, &e))?;
+        in_flight.push_back((row.id, fut));
+    }
+    for (id, fut) in in_flight {
+        acks.push(fut.await.map_err(|e| err(id, &e))?);
+    }
+    Ok(acks)
+}
+
+const SELECT_BATCH: &str = "SELECT id, event_id, event_type, subject, idempotency_key, data, occurred_at
+    FROM followup_outbox WHERE published_at IS NULL ORDER BY id LIMIT $1";
+
+const MARK_PUBLISHED: &str = "UPDATE followup_outbox o
+    SET published_at = now(), stream_sequence = t.seq, duplicate = t.dup,
+        publish_attempts = o.publish_attempts + 1, last_error = NULL
+    FROM unnest($1::bigint[], $2::bigint[], $3::bool[]) AS t(id, seq, dup)
+    WHERE o.id = t.id";
+
+/// One pass: lock, read a batch in outbox order, publish, await every PubAck, mark, commit.
+pub async fn relay_pending(
+    pool: &PgPool,
+    js: &jetstream::Context,
+    config: &RelayConfig,
+    metrics: &ProducerMetrics,
+) -> Result<RelayOutcome, RelayError> {
+    let started = Instant::now();
+    let mut tx = pool.begin().await?;
+    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+        .bind(RELAY_LOCK_KEY)
+        .fetch_one(&mut *tx)
+        .await?;
+    if !locked {
+        return Ok(RelayOutcome::LockedElsewhere);
+    }
+    let rows: Vec<OutboxRow> = sqlx::query_as(SELECT_BATCH)
+        .bind(config.batch_size)
+        .fetch_all(&mut *tx)
+        .await?;
+    if rows.is_empty() {
+        tx.commit().await?;
+        return Ok(RelayOutcome::Idle);
+    }
+    let acks = publish_rows(js, &rows, config.window).await?;
+    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    let seqs: Vec<i64> = acks.iter().map(|a| a.sequence as i64).collect();
+    let dups: Vec<bool> = acks.iter().map(|a| a.duplicate).collect();
+    sqlx::query(MARK_PUBLISHED)
+        .bind(&ids)
+        .bind(&seqs)
+        .bind(&dups)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    let duplicates = dups.iter().filter(|d| **d).count();
+    metrics.relay_published.inc_by(rows.len() as u64);
+    metrics.relay_duplicates.inc_by(duplicates as u64);
+    metrics.relay_batch_duration.observe(started.elapsed().as_secs_f64());
+    Ok(RelayOutcome::Published {
+        rows: rows.len(),
+        duplicates,
+    })
+}
+
+/// Number of outbox rows not yet published.
+pub async fn count_backlog(pool: &PgPool) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT count(*) FROM followup_outbox WHERE published_at IS NULL")
+        .fetch_one(pool)
+        .await
+}
+
+/// Records a failed pass on the first unpublished row, for operators reading the outbox.
+async fn record_publish_error(pool: &PgPool, err: &RelayError) {
+    let id = match err {
+        RelayError::Publish { id, .. } => *id,
+        RelayError::Database(_) => return,
+    };
+    let result = sqlx::query(
+        "UPDATE followup_outbox SET publish_attempts = publish_attempts + 1, last_error = $2 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(err.to_string())
+    .execute(pool)
+    .await;
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "cannot record relay error");
+    }
+}
+
+/// Publishes until every outbox row with an id up to `through` is acknowledged (used by
+/// `run-once`), retrying failed passes with backoff. Returns the rows this process published,
+/// or the last error if `shutdown` fires first.
+pub async fn drain_outbox(
+    pool: &PgPool,
+    js: &jetstream::Context,
+    config: &RelayConfig,
+    metrics: &ProducerMetrics,
+    through: i64,
+    shutdown: &CancellationToken,
+) -> Result<usize, RelayError> {
+    let mut total = 0;
+    let mut backoff = Backoff::new();
+    loop {
+        let remaining: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM followup_outbox WHERE published_at IS NULL AND id <= $1",
+        )
+        .bind(through)
+        .fetch_one(pool)
+        .await?;
+        if remaining == 0 {
+            return Ok(total);
+        }
+        match relay_pending(pool, js, config, metrics).await {
+            Ok(RelayOutcome::Published { rows, .. }) => {
+                total += rows;
+                backoff.reset();
+            }
+            Ok(RelayOutcome::Idle) => {}
+            // A serving relay is publishing: wait for it.
+            Ok(RelayOutcome::LockedElsewhere) => backoff.wait(shutdown).await,
+            Err(err) => {
+                metrics.relay_errors.inc();
+                record_publish_error(pool, &err).await;
+                tracing::warn!(error = %err, remaining, retry_in_ms = backoff.current().as_millis() as u64, "relay pass failed; rows kept for retry");
+                if shutdown.is_cancelled() {
+                    return Err(err);
+                }
+                backoff.wait(shutdown).await;
+            }
+        }
+        if shutdown.is_cancelled() {
+            return Ok(total);
+        }
+    }
+}
+
+/// The highest outbox id so far (0 when empty).
+pub async fn last_outbox_id(pool: &PgPool) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT COALESCE(max(id), 0) FROM followup_outbox")
+        .fetch_one(pool)
+        .await
+}
+
+/// Relays until `shutdown` fires: woken by NOTIFY on `followup_outbox`, polling every
+/// `idle_poll` as a fallback (a lost listener connection, a notification missed while busy).
+pub async fn run_relay_until_stopped(
+    pool: PgPool,
+    js: jetstream::Context,
+    config: RelayConfig,
+    metrics: ProducerMetrics,
+    shutdown: CancellationToken,
+) {
+    let mut listener = connect_listener(&pool).await;
+    let mut backoff = Backoff::new();
+    while !shutdown.is_cancelled() {
+        match relay_pending(&pool, &js, &config, &metrics).await {
+            Ok(RelayOutcome::Published { rows, duplicates }) => {
+                tracing::debug!(rows, duplicates, "relayed outbox batch");
+                backoff.reset();
+                continue;
+            }
+            Ok(RelayOutcome::Idle | RelayOutcome::LockedElsewhere) => {
+                backoff.reset();
+                if let Ok(n) = count_backlog(&pool).await {
+                    metrics.outbox_backlog.set(n);
+                }
+            }
+            Err(err) => {
+                metrics.relay_errors.inc();
+                record_publish_error(&pool, &err).await;
+                tracing::warn!(error = %err, retry_in_ms = backoff.current().as_millis() as u64, "relay pass failed; rows kept for retry");
+                if let Ok(n) = count_backlog(&pool).await {
+                    metrics.outbox_backlog.set(n);
+                }
+                backoff.wait(&shutdown).await;
+                continue;
+            }
+        }
+        wait_for_rows(&mut listener, &pool, config.idle_poll, &shutdown).await;
+    }
+    tracing::info!("relay stopped");
+}
+
+async fn connect_listener(pool: &PgPool) -> Option<PgListener> {
+    let mut listener = PgListener::connect_with(pool).await.ok()?;
+    listener.listen("followup_outbox").await.ok()?;
+    Some(listener)
+}
+
+async fn wait_for_rows(
+    listener: &mut Option<PgListener>,
+    pool: &PgPool,
+    poll: Duration,
+    shutdown: &CancellationToken,
+) {
+    match listener {
+        Some(l) => {
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = tokio::time::sleep(poll) => {}
+                received = l.recv() => {
+                    if received.is_err() {
+                        *listener = None;
+                    }
+                }
+            }
+        }
+        None => {
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = tokio::time::sleep(poll) => {}
+            }
+            *listener = connect_listener(pool).await;
+        }
+    }
+}
+
+/// Exponential backoff from 100 ms to 30 s.
+struct Backoff(Duration);
+
+impl Backoff {
+    fn new() -> Self {
+        Backoff(Duration::from_millis(100))
+    }
+    fn current(&self) -> Duration {
+        self.0
+    }
+    fn reset(&mut self) {
+        self.0 = Duration::from_millis(100);
+    }
+    async fn wait(&mut self, shutdown: &CancellationToken) {
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            _ = tokio::time::sleep(self.0) => {}
+        }
+        self.0 = (self.0 * 2).min(Duration::from_secs(30));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_drop_the_version_suffix() {
+        assert_eq!(subject_for("lead.followup.sent.v1"), "freshplan.lead.followup.sent");
+        assert_eq!(subject_for("lead.changed.v1"), "freshplan.lead.changed");
+        assert_eq!(subject_for("lead.followup.processed.v12"), "freshplan.lead.followup.processed");
+    }
+}

@@ -1,0 +1,186 @@
+//! The two entry points: [`serve`] (scheduler, relay and ops endpoints until shutdown) and
+//! [`run_once`] (one run now, then drain the outbox).
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::Context;
+use async_nats::jetstream;
+use chrono::Utc;
+use followup_infra::{Readiness, connect_database, connect_nats, ensure_stream, migrate_database, serve_ops};
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_cron_scheduler::{Job, JobScheduler};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ProducerConfig;
+use crate::mailer::Mailer;
+use crate::metrics::ProducerMetrics;
+use crate::relay::{drain_outbox, last_outbox_id, run_relay_until_stopped};
+use crate::run::{RunOutcome, RunReport, RunRequest, RunTrigger, execute_run};
+use crate::schedule::Schedule;
+
+/// Connections shared by the tasks of one process.
+struct Connections {
+    pool: PgPool,
+    nats: async_nats::Client,
+    js: jetstream::Context,
+}
+
+async fn connect_all(config: &ProducerConfig, shutdown: &CancellationToken) -> anyhow::Result<Connections> {
+    let pool = connect_database(&config.database_url, 10, shutdown).await?;
+    migrate_database(&pool).await?;
+    let nats = connect_nats(&config.nats_url, "followup-producer", shutdown).await?;
+    let js = jetstream::ContextBuilder::new()
+        .timeout(Duration::from_secs(5))
+        .ack_timeout(Duration::from_secs(10))
+        .build(nats.clone());
+    provision_stream(&js, shutdown).await?;
+    Ok(Connections { pool, nats, js })
+}
+
+/// Creates or updates the stream, retrying while JetStream is not available yet.
+async fn provision_stream(js: &jetstream::Context, shutdown: &CancellationToken) -> anyhow::Result<()> {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match ensure_stream(js).await {
+            Ok(_) => return Ok(()),
+            Err(err) if !shutdown.is_cancelled() => {
+                tracing::warn!(error = format!("{err:#}"), "cannot provision stream yet");
+                tokio::select! {
+                    _ = shutdown.cancelled() => {}
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+fn mailer_for(_config: &ProducerConfig) -> Mailer {
+    Mailer::Log
+}
+
+/// One run now; returns once its events are acknowledged by JetStream.
+pub async fn run_once(config: ProducerConfig, shutdown: CancellationToken) -> anyhow::Result<RunReport> {
+    config.validate()?;
+    let conns = connect_all(&config, &shutdown).await?;
+    let metrics = ProducerMetrics::new();
+    let request = RunRequest {
+        trigger: RunTrigger::Manual,
+        now: Utc::now(),
+        tz: config.followup_tz,
+        batch_size: config.batch_size,
+    };
+    let outcome = execute_run(&conns.pool, &mailer_for(&config), &metrics, &request, &shutdown)
+        .await
+        .context("follow-up run")?;
+    let RunOutcome::Completed(report) = outcome else {
+        anyhow::bail!("a manual run cannot lose its slot");
+    };
+    let through = last_outbox_id(&conns.pool).await?;
+    let published = drain_outbox(&conns.pool, &conns.js, &config.relay(), &metrics, through, &shutdown)
+        .await
+        .context("draining the outbox to JetStream")?;
+    if shutdown.is_cancelled() {
+        anyhow::bail!("interrupted before the outbox was drained; the relay of any producer will publish the rest");
+    }
+    conns.nats.flush().await.ok();
+    tracing::info!(published, "outbox drained");
+    Ok(report)
+}
+
+/// Runs the scheduler, the relay and the ops endpoints on `listener` until `shutdown` fires.
+pub async fn serve(config: ProducerConfig, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let schedule = config.validate()?;
+    let metrics = ProducerMetrics::new();
+    let readiness = Readiness::default();
+    let ops = tokio::spawn(serve_ops(listener, metrics.registry.clone(), readiness.clone(), shutdown.clone()));
+    let conns = connect_all(&config, &shutdown).await?;
+    tokio::spawn(watch_readiness(conns.pool.clone(), conns.nats.clone(), readiness, shutdown.clone()));
+    let relay = tokio::spawn(run_relay_until_stopped(
+        conns.pool.clone(),
+        conns.js.clone(),
+        config.relay(),
+        metrics.clone(),
+        shutdown.clone(),
+    ));
+    let (tick_tx, tick_rx) = mpsc::channel::<()>(1);
+    let mut scheduler = start_scheduler(&schedule, tick_tx).await?;
+    if let Some(next) = schedule.next_after(Utc::now()) {
+        tracing::info!(cron = %schedule.expr, tz = %schedule.tz, next = %next.to_rfc3339(), "scheduler started");
+    }
+    run_scheduled_until_stopped(&conns.pool, &config, &schedule, &metrics, tick_rx, &shutdown).await;
+    scheduler.shutdown().await.ok();
+    relay.await.ok();
+    ops.await.ok();
+    tracing::info!("producer stopped");
+    Ok(())
+}
+
+async fn start_scheduler(schedule: &Schedule, ticks: mpsc::Sender<()>) -> anyhow::Result<JobScheduler> {
+    let scheduler = JobScheduler::new().await.context("creating the scheduler")?;
+    let job = Job::new_async_tz(schedule.expr.as_str(), schedule.tz, move |_id, _lock| {
+        let ticks = ticks.clone();
+        Box::pin(async move {
+            // A full channel means a run is still going: that firing is folded into it.
+            let _ = ticks.try_send(());
+        })
+    })
+    .with_context(|| format!("scheduling FOLLOWUP_CRON {:?}", schedule.expr))?;
+    scheduler.add(job).await.context("adding the follow-up job")?;
+    scheduler.start().await.context("starting the scheduler")?;
+    Ok(scheduler)
+}
+
+/// Executes a run per scheduler tick, one at a time, until shutdown.
+async fn run_scheduled_until_stopped(
+    pool: &PgPool,
+    config: &ProducerConfig,
+    schedule: &Schedule,
+    metrics: &ProducerMetrics,
+    mut ticks: mpsc::Receiver<()>,
+    shutdown: &CancellationToken,
+) {
+    let mailer = mailer_for(config);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            tick = ticks.recv() => if tick.is_none() { return },
+        }
+        let now = Utc::now();
+        let Some(slot) = schedule.slot_at(now) else {
+            tracing::warn!("scheduler fired outside any slot of FOLLOWUP_CRON");
+            continue;
+        };
+        let request = RunRequest {
+            trigger: RunTrigger::Schedule { slot },
+            now,
+            tz: config.followup_tz,
+            batch_size: config.batch_size,
+        };
+        if let Err(err) = execute_run(pool, &mailer, metrics, &request, shutdown).await {
+            metrics.errors.inc();
+            metrics.runs.with_label_values(&["failed"]).inc();
+            tracing::error!(error = %err, "follow-up run failed; due leads stay due for the next run");
+        }
+    }
+}
+
+/// Keeps `/readyz` honest: database and NATS must answer.
+async fn watch_readiness(pool: PgPool, nats: async_nats::Client, readiness: Readiness, shutdown: CancellationToken) {
+    let db = readiness.check("database");
+    let broker = readiness.check("nats");
+    loop {
+        let db_ok = sqlx::query("SELECT 1").execute(&pool).await.is_ok();
+        db.store(db_ok, Ordering::Relaxed);
+        let nats_ok = nats.connection_state() == async_nats::connection::State::Connected;
+        broker.store(nats_ok, Ordering::Relaxed);
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+    }
+}

@@ -78,7 +78,9 @@ pub struct ProducerConfig {
 /// Why a configuration is rejected.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("FOLLOWUP_CRON {expr:?} is not a six-field cron expression (sec min hour dom mon dow): {reason}")]
+    #[error(
+        "FOLLOWUP_CRON {expr:?} is not a six-field cron expression (sec min hour dom mon dow): {reason}"
+    )]
     Cron { expr: String, reason: String },
     #[error("MAILER=smtp needs SMTP_URL")]
     SmtpUrlMissing,

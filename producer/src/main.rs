@@ -18,7 +18,12 @@ async fn main() -> anyhow::Result<()> {
             let report = run_once(cli.config, shutdown).await?;
             eprintln!(
                 "run {} done: t3={} t7={} skipped={} errors={} duration_ms={}",
-                report.run_id, report.t3_count, report.t7_count, report.skipped_count, report.error_count, report.duration_ms
+                report.run_id,
+                report.t3_count,
+                report.t7_count,
+                report.skipped_count,
+                report.error_count,
+                report.duration_ms
             );
             Ok(())
         }

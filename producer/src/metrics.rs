@@ -1,8 +1,6 @@
 //! The producer's Prometheus metrics (names from DESIGN.md; base units, no user ids in labels).
 
-use prometheus::{
-    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 /// All producer metrics, registered in their own registry.
 #[derive(Clone)]
@@ -40,38 +38,64 @@ impl ProducerMetrics {
         )
         .expect("metric");
         let skipped = IntCounterVec::new(
-            Opts::new("followup_skipped_total", "Due leads skipped (no e-mail or no consent)"),
+            Opts::new(
+                "followup_skipped_total",
+                "Due leads skipped (no e-mail or no consent)",
+            ),
             &["kind"],
         )
         .expect("metric");
-        let errors = IntCounter::new("followup_errors_total", "Follow-ups that finally failed, and failed runs")
-            .expect("metric");
-        let run_duration = Histogram::with_opts(
-            HistogramOpts::new("followup_processing_duration_seconds", "Duration of a follow-up run")
-                .buckets(vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0]),
+        let errors = IntCounter::new(
+            "followup_errors_total",
+            "Follow-ups that finally failed, and failed runs",
         )
         .expect("metric");
-        let runs = IntCounterVec::new(Opts::new("followup_runs_total", "Follow-up runs by outcome"), &["outcome"])
-            .expect("metric");
+        let run_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "followup_processing_duration_seconds",
+                "Duration of a follow-up run",
+            )
+            .buckets(vec![
+                0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0,
+            ]),
+        )
+        .expect("metric");
+        let runs = IntCounterVec::new(
+            Opts::new("followup_runs_total", "Follow-up runs by outcome"),
+            &["outcome"],
+        )
+        .expect("metric");
         let last_run = IntGauge::new(
             "followup_last_run_timestamp_seconds",
             "Unix time at which the last completed run finished",
         )
         .expect("metric");
-        let outbox_backlog = IntGauge::new("followup_outbox_backlog", "Outbox rows not yet acknowledged by JetStream")
-            .expect("metric");
-        let relay_published =
-            IntCounter::new("followup_relay_published_total", "Outbox rows acknowledged by JetStream").expect("metric");
+        let outbox_backlog = IntGauge::new(
+            "followup_outbox_backlog",
+            "Outbox rows not yet acknowledged by JetStream",
+        )
+        .expect("metric");
+        let relay_published = IntCounter::new(
+            "followup_relay_published_total",
+            "Outbox rows acknowledged by JetStream",
+        )
+        .expect("metric");
         let relay_duplicates = IntCounter::new(
             "followup_relay_duplicates_total",
             "Publishes JetStream acknowledged as duplicates (a republish after a crash)",
         )
         .expect("metric");
-        let relay_errors =
-            IntCounter::new("followup_relay_errors_total", "Relay batches that failed and will be retried").expect("metric");
+        let relay_errors = IntCounter::new(
+            "followup_relay_errors_total",
+            "Relay batches that failed and will be retried",
+        )
+        .expect("metric");
         let relay_batch_duration = Histogram::with_opts(
-            HistogramOpts::new("followup_relay_batch_duration_seconds", "Relay batch: publish, await PubAcks, mark")
-                .buckets(prometheus::exponential_buckets(0.001, 2.0, 14).expect("buckets")),
+            HistogramOpts::new(
+                "followup_relay_batch_duration_seconds",
+                "Relay batch: publish, await PubAcks, mark",
+            )
+            .buckets(prometheus::exponential_buckets(0.001, 2.0, 14).expect("buckets")),
         )
         .expect("metric");
         for kind in ["t3", "t7"] {
@@ -96,17 +120,28 @@ impl ProducerMetrics {
             relay_batch_duration,
         };
         let r = &metrics.registry;
-        r.register(Box::new(metrics.processed.clone())).expect("register");
-        r.register(Box::new(metrics.skipped.clone())).expect("register");
-        r.register(Box::new(metrics.errors.clone())).expect("register");
-        r.register(Box::new(metrics.run_duration.clone())).expect("register");
-        r.register(Box::new(metrics.runs.clone())).expect("register");
-        r.register(Box::new(metrics.last_run.clone())).expect("register");
-        r.register(Box::new(metrics.outbox_backlog.clone())).expect("register");
-        r.register(Box::new(metrics.relay_published.clone())).expect("register");
-        r.register(Box::new(metrics.relay_duplicates.clone())).expect("register");
-        r.register(Box::new(metrics.relay_errors.clone())).expect("register");
-        r.register(Box::new(metrics.relay_batch_duration.clone())).expect("register");
+        r.register(Box::new(metrics.processed.clone()))
+            .expect("register");
+        r.register(Box::new(metrics.skipped.clone()))
+            .expect("register");
+        r.register(Box::new(metrics.errors.clone()))
+            .expect("register");
+        r.register(Box::new(metrics.run_duration.clone()))
+            .expect("register");
+        r.register(Box::new(metrics.runs.clone()))
+            .expect("register");
+        r.register(Box::new(metrics.last_run.clone()))
+            .expect("register");
+        r.register(Box::new(metrics.outbox_backlog.clone()))
+            .expect("register");
+        r.register(Box::new(metrics.relay_published.clone()))
+            .expect("register");
+        r.register(Box::new(metrics.relay_duplicates.clone()))
+            .expect("register");
+        r.register(Box::new(metrics.relay_errors.clone()))
+            .expect("register");
+        r.register(Box::new(metrics.relay_batch_duration.clone()))
+            .expect("register");
         metrics
     }
 }

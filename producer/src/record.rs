@@ -26,10 +26,12 @@ pub struct FailedFollowup {
     pub attempts: i32,
 }
 
-const MARK_T3: &str = "UPDATE leads SET t3_followup_sent = TRUE, followup_count = followup_count + 1,
+const MARK_T3: &str =
+    "UPDATE leads SET t3_followup_sent = TRUE, followup_count = followup_count + 1,
     last_followup_at = $2, updated_at = now() WHERE id = ANY($1)";
 // T+7 also moves the lead to REMINDER, as the CRM does.
-const MARK_T7: &str = "UPDATE leads SET t7_followup_sent = TRUE, followup_count = followup_count + 1,
+const MARK_T7: &str =
+    "UPDATE leads SET t7_followup_sent = TRUE, followup_count = followup_count + 1,
     last_followup_at = $2, reminder_sent_at = $2, status = 'REMINDER', updated_at = now()
     WHERE id = ANY($1)";
 
@@ -66,7 +68,11 @@ pub async fn record_sent(
         FollowupKind::T3 => MARK_T3,
         FollowupKind::T7 => MARK_T7,
     };
-    sqlx::query(mark).bind(&ids).bind(at).execute(&mut *conn).await?;
+    sqlx::query(mark)
+        .bind(&ids)
+        .bind(at)
+        .execute(&mut *conn)
+        .await?;
     let description = match kind {
         FollowupKind::T3 => "Automatisches T+3 Follow-up (Musteranfrage) versendet",
         FollowupKind::T7 => "Automatisches T+7 Follow-up versendet",
@@ -85,8 +91,15 @@ pub async fn record_sent(
         "sent",
         run_id,
         at,
-        sent.iter()
-            .map(|s| (s.lead_id, s.owner_user_id.clone(), s.attempts, None, Some(s.message_id.clone()))),
+        sent.iter().map(|s| {
+            (
+                s.lead_id,
+                s.owner_user_id.clone(),
+                s.attempts,
+                None,
+                Some(s.message_id.clone()),
+            )
+        }),
     )
     .await?;
     let events = sent.iter().map(|s| {
@@ -97,7 +110,11 @@ pub async fn record_sent(
             sent_at: at,
             run_id: run_id.to_string(),
         };
-        (s.lead_id, sent_key(s.lead_id, kind), serde_json::to_string(&data))
+        (
+            s.lead_id,
+            sent_key(s.lead_id, kind),
+            serde_json::to_string(&data),
+        )
     });
     insert_events(conn, EventType::Sent, at, events).await
 }
@@ -120,9 +137,15 @@ pub async fn record_failed(
         "failed",
         run_id,
         at,
-        failed
-            .iter()
-            .map(|f| (f.lead_id, f.owner_user_id.clone(), f.attempts, Some(f.reason.clone()), None)),
+        failed.iter().map(|f| {
+            (
+                f.lead_id,
+                f.owner_user_id.clone(),
+                f.attempts,
+                Some(f.reason.clone()),
+                None,
+            )
+        }),
     )
     .await?;
     let events = failed.iter().map(|f| {
@@ -133,7 +156,11 @@ pub async fn record_failed(
             reason: f.reason.clone(),
             attempts: f.attempts,
         };
-        (f.lead_id, failed_key(f.lead_id, kind), serde_json::to_string(&data))
+        (
+            f.lead_id,
+            failed_key(f.lead_id, kind),
+            serde_json::to_string(&data),
+        )
     });
     insert_events(conn, EventType::Failed, at, events).await
 }

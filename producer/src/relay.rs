@@ -13,8 +13,8 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{self, context::PublishAckFuture};
 use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::{self, context::PublishAckFuture};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use followup_contract::{CONTENT_TYPE, CloudEvent, EVENT_SOURCE, SPEC_VERSION};
@@ -81,7 +81,11 @@ pub enum RelayError {
 /// The NATS subject of an event type: `freshplan.` + type without its `.vN` suffix.
 pub fn subject_for(event_type: &str) -> String {
     let base = match event_type.rsplit_once('.') {
-        Some((base, version)) if version.starts_with('v') && version[1..].chars().all(|c| c.is_ascii_digit()) => base,
+        Some((base, version))
+            if version.starts_with('v') && version[1..].chars().all(|c| c.is_ascii_digit()) =>
+        {
+            base
+        }
         _ => event_type,
     };
     format!("freshplan.{base}")
@@ -112,7 +116,10 @@ pub async fn publish_rows(
 ) -> Result<Vec<jetstream::publish::PublishAck>, RelayError> {
     let mut in_flight: VecDeque<(i64, PublishAckFuture)> = VecDeque::with_capacity(window);
     let mut acks = Vec::with_capacity(rows.len());
-    let err = |id: i64, e: &dyn std::fmt::Display| RelayError::Publish { id, reason: e.to_string() };
+    let err = |id: i64, e: &dyn std::fmt::Display| RelayError::Publish {
+        id,
+        reason: e.to_string(),
+    };
     for row in rows {
         if in_flight.len() >= window.max(1) {
             let (id, fut) = in_flight.pop_front().expect("window is not empty");
@@ -135,7 +142,8 @@ pub async fn publish_rows(
     Ok(acks)
 }
 
-const SELECT_BATCH: &str = "SELECT id, event_id, event_type, subject, idempotency_key, data, occurred_at
+const SELECT_BATCH: &str =
+    "SELECT id, event_id, event_type, subject, idempotency_key, data, occurred_at
     FROM followup_outbox WHERE published_at IS NULL ORDER BY id LIMIT $1";
 
 const MARK_PUBLISHED: &str = "UPDATE followup_outbox o
@@ -182,7 +190,9 @@ pub async fn relay_pending(
     let duplicates = dups.iter().filter(|d| **d).count();
     metrics.relay_published.inc_by(rows.len() as u64);
     metrics.relay_duplicates.inc_by(duplicates as u64);
-    metrics.relay_batch_duration.observe(started.elapsed().as_secs_f64());
+    metrics
+        .relay_batch_duration
+        .observe(started.elapsed().as_secs_f64());
     Ok(RelayOutcome::Published {
         rows: rows.len(),
         duplicates,
@@ -370,8 +380,14 @@ mod tests {
 
     #[test]
     fn subjects_drop_the_version_suffix() {
-        assert_eq!(subject_for("lead.followup.sent.v1"), "freshplan.lead.followup.sent");
+        assert_eq!(
+            subject_for("lead.followup.sent.v1"),
+            "freshplan.lead.followup.sent"
+        );
         assert_eq!(subject_for("lead.changed.v1"), "freshplan.lead.changed");
-        assert_eq!(subject_for("lead.followup.processed.v12"), "freshplan.lead.followup.processed");
+        assert_eq!(
+            subject_for("lead.followup.processed.v12"),
+            "freshplan.lead.followup.processed"
+        );
     }
 }

@@ -54,7 +54,9 @@ pub struct RunReport {
 pub enum RunOutcome {
     Completed(RunReport),
     /// Another replica already took this cron slot.
-    SlotTakenElsewhere { run_key: String },
+    SlotTakenElsewhere {
+        run_key: String,
+    },
 }
 
 /// How many deliveries of one batch are in flight at once.
@@ -107,15 +109,22 @@ pub async fn execute_run(
         while let Some(batch) = process_batch(pool, mailer, request, run_id, kind, after).await? {
             // Stop between batches on shutdown: what is committed stays, the rest stays due.
             after = batch.last_lead_id;
-            let (sent, skipped, failed) = (batch.sent as i64, batch.skipped as i64, batch.failed as i64);
+            let (sent, skipped, failed) =
+                (batch.sent as i64, batch.skipped as i64, batch.failed as i64);
             match kind {
                 FollowupKind::T3 => report.t3_count += sent,
                 FollowupKind::T7 => report.t7_count += sent,
             }
             report.skipped_count += skipped;
             report.error_count += failed;
-            metrics.processed.with_label_values(&["email", kind.as_str()]).inc_by(sent as u64);
-            metrics.skipped.with_label_values(&[kind.as_str()]).inc_by(skipped as u64);
+            metrics
+                .processed
+                .with_label_values(&["email", kind.as_str()])
+                .inc_by(sent as u64);
+            metrics
+                .skipped
+                .with_label_values(&[kind.as_str()])
+                .inc_by(skipped as u64);
             metrics.errors.inc_by(failed as u64);
             if shutdown.is_cancelled() {
                 tracing::warn!(%run_id, "run interrupted by shutdown; remaining leads stay due");
@@ -125,7 +134,9 @@ pub async fn execute_run(
     }
     report.duration_ms = started.elapsed().as_millis() as i64;
     finish_run(pool, request, &report).await?;
-    metrics.run_duration.observe(started.elapsed().as_secs_f64());
+    metrics
+        .run_duration
+        .observe(started.elapsed().as_secs_f64());
     metrics.runs.with_label_values(&["completed"]).inc();
     metrics.last_run.set(Utc::now().timestamp());
     tracing::info!(
@@ -153,14 +164,23 @@ async fn process_batch(
     after: i64,
 ) -> Result<Option<BatchResult>, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let leads = claim_due_leads(&mut tx, kind, request.now, request.now, after, request.batch_size).await?;
+    let leads = claim_due_leads(
+        &mut tx,
+        kind,
+        request.now,
+        request.now,
+        after,
+        request.batch_size,
+    )
+    .await?;
     let Some(last) = leads.last() else {
         tx.rollback().await?;
         return Ok(None);
     };
     let last_lead_id = last.id;
     let local_now = request.now.with_timezone(&request.tz);
-    let (sendable, skipped): (Vec<_>, Vec<_>) = leads.into_iter().partition(|l| l.skip_reason().is_none());
+    let (sendable, skipped): (Vec<_>, Vec<_>) =
+        leads.into_iter().partition(|l| l.skip_reason().is_none());
     let outcomes: Vec<_> = futures::stream::iter(sendable)
         .map(|lead| async move {
             let email = render_email(&lead, kind, local_now);
@@ -208,7 +228,11 @@ async fn process_batch(
     }))
 }
 
-async fn finish_run(pool: &PgPool, request: &RunRequest, report: &RunReport) -> Result<(), sqlx::Error> {
+async fn finish_run(
+    pool: &PgPool,
+    request: &RunRequest,
+    report: &RunReport,
+) -> Result<(), sqlx::Error> {
     let processed_at = request.now.max(Utc::now());
     let data = FollowupProcessed {
         run_id: report.run_id.to_string(),
@@ -257,4 +281,3 @@ async fn insert_run_event(
     .await?;
     Ok(())
 }
-

@@ -7,7 +7,9 @@ use std::time::Duration;
 use anyhow::Context;
 use async_nats::jetstream;
 use chrono::Utc;
-use followup_infra::{Readiness, connect_database, connect_nats, ensure_stream, migrate_database, serve_ops};
+use followup_infra::{
+    Readiness, connect_database, connect_nats, ensure_stream, migrate_database, serve_ops,
+};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -28,7 +30,10 @@ struct Connections {
     js: jetstream::Context,
 }
 
-async fn connect_all(config: &ProducerConfig, shutdown: &CancellationToken) -> anyhow::Result<Connections> {
+async fn connect_all(
+    config: &ProducerConfig,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Connections> {
     let pool = connect_database(&config.database_url, 10, shutdown).await?;
     migrate_database(&pool).await?;
     let nats = connect_nats(&config.nats_url, "followup-producer", shutdown).await?;
@@ -41,7 +46,10 @@ async fn connect_all(config: &ProducerConfig, shutdown: &CancellationToken) -> a
 }
 
 /// Creates or updates the stream, retrying while JetStream is not available yet.
-async fn provision_stream(js: &jetstream::Context, shutdown: &CancellationToken) -> anyhow::Result<()> {
+async fn provision_stream(
+    js: &jetstream::Context,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
     let mut delay = Duration::from_millis(200);
     loop {
         match ensure_stream(js).await {
@@ -64,7 +72,10 @@ fn mailer_for(_config: &ProducerConfig) -> Mailer {
 }
 
 /// One run now; returns once its events are acknowledged by JetStream.
-pub async fn run_once(config: ProducerConfig, shutdown: CancellationToken) -> anyhow::Result<RunReport> {
+pub async fn run_once(
+    config: ProducerConfig,
+    shutdown: CancellationToken,
+) -> anyhow::Result<RunReport> {
     config.validate()?;
     let conns = connect_all(&config, &shutdown).await?;
     let metrics = ProducerMetrics::new();
@@ -74,18 +85,33 @@ pub async fn run_once(config: ProducerConfig, shutdown: CancellationToken) -> an
         tz: config.followup_tz,
         batch_size: config.batch_size,
     };
-    let outcome = execute_run(&conns.pool, &mailer_for(&config), &metrics, &request, &shutdown)
-        .await
-        .context("follow-up run")?;
+    let outcome = execute_run(
+        &conns.pool,
+        &mailer_for(&config),
+        &metrics,
+        &request,
+        &shutdown,
+    )
+    .await
+    .context("follow-up run")?;
     let RunOutcome::Completed(report) = outcome else {
         anyhow::bail!("a manual run cannot lose its slot");
     };
     let through = last_outbox_id(&conns.pool).await?;
-    let published = drain_outbox(&conns.pool, &conns.js, &config.relay(), &metrics, through, &shutdown)
-        .await
-        .context("draining the outbox to JetStream")?;
+    let published = drain_outbox(
+        &conns.pool,
+        &conns.js,
+        &config.relay(),
+        &metrics,
+        through,
+        &shutdown,
+    )
+    .await
+    .context("draining the outbox to JetStream")?;
     if shutdown.is_cancelled() {
-        anyhow::bail!("interrupted before the outbox was drained; the relay of any producer will publish the rest");
+        anyhow::bail!(
+            "interrupted before the outbox was drained; the relay of any producer will publish the rest"
+        );
     }
     conns.nats.flush().await.ok();
     tracing::info!(published, "outbox drained");
@@ -93,13 +119,27 @@ pub async fn run_once(config: ProducerConfig, shutdown: CancellationToken) -> an
 }
 
 /// Runs the scheduler, the relay and the ops endpoints on `listener` until `shutdown` fires.
-pub async fn serve(config: ProducerConfig, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn serve(
+    config: ProducerConfig,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let schedule = config.validate()?;
     let metrics = ProducerMetrics::new();
     let readiness = Readiness::default();
-    let ops = tokio::spawn(serve_ops(listener, metrics.registry.clone(), readiness.clone(), shutdown.clone()));
+    let ops = tokio::spawn(serve_ops(
+        listener,
+        metrics.registry.clone(),
+        readiness.clone(),
+        shutdown.clone(),
+    ));
     let conns = connect_all(&config, &shutdown).await?;
-    tokio::spawn(watch_readiness(conns.pool.clone(), conns.nats.clone(), readiness, shutdown.clone()));
+    tokio::spawn(watch_readiness(
+        conns.pool.clone(),
+        conns.nats.clone(),
+        readiness,
+        shutdown.clone(),
+    ));
     let relay = tokio::spawn(run_relay_until_stopped(
         conns.pool.clone(),
         conns.js.clone(),
@@ -112,7 +152,15 @@ pub async fn serve(config: ProducerConfig, listener: TcpListener, shutdown: Canc
     if let Some(next) = schedule.next_after(Utc::now()) {
         tracing::info!(cron = %schedule.expr, tz = %schedule.tz, next = %next.to_rfc3339(), "scheduler started");
     }
-    run_scheduled_until_stopped(&conns.pool, &config, &schedule, &metrics, tick_rx, &shutdown).await;
+    run_scheduled_until_stopped(
+        &conns.pool,
+        &config,
+        &schedule,
+        &metrics,
+        tick_rx,
+        &shutdown,
+    )
+    .await;
     scheduler.shutdown().await.ok();
     relay.await.ok();
     ops.await.ok();
@@ -120,8 +168,13 @@ pub async fn serve(config: ProducerConfig, listener: TcpListener, shutdown: Canc
     Ok(())
 }
 
-async fn start_scheduler(schedule: &Schedule, ticks: mpsc::Sender<()>) -> anyhow::Result<JobScheduler> {
-    let scheduler = JobScheduler::new().await.context("creating the scheduler")?;
+async fn start_scheduler(
+    schedule: &Schedule,
+    ticks: mpsc::Sender<()>,
+) -> anyhow::Result<JobScheduler> {
+    let scheduler = JobScheduler::new()
+        .await
+        .context("creating the scheduler")?;
     let job = Job::new_async_tz(schedule.expr.as_str(), schedule.tz, move |_id, _lock| {
         let ticks = ticks.clone();
         Box::pin(async move {
@@ -130,7 +183,10 @@ async fn start_scheduler(schedule: &Schedule, ticks: mpsc::Sender<()>) -> anyhow
         })
     })
     .with_context(|| format!("scheduling FOLLOWUP_CRON {:?}", schedule.expr))?;
-    scheduler.add(job).await.context("adding the follow-up job")?;
+    scheduler
+        .add(job)
+        .await
+        .context("adding the follow-up job")?;
     scheduler.start().await.context("starting the scheduler")?;
     Ok(scheduler)
 }
@@ -170,7 +226,12 @@ async fn run_scheduled_until_stopped(
 }
 
 /// Keeps `/readyz` honest: database and NATS must answer.
-async fn watch_readiness(pool: PgPool, nats: async_nats::Client, readiness: Readiness, shutdown: CancellationToken) {
+async fn watch_readiness(
+    pool: PgPool,
+    nats: async_nats::Client,
+    readiness: Readiness,
+    shutdown: CancellationToken,
+) {
     let db = readiness.check("database");
     let broker = readiness.check("nats");
     loop {

@@ -23,7 +23,10 @@ pub struct Email {
 
 /// Discount percent and minimum order (EUR) by business type, as the CRM defines them.
 pub fn business_terms(business_type: Option<&str>) -> (u32, u32) {
-    match business_type.map(|b| b.trim().to_ascii_uppercase()).as_deref() {
+    match business_type
+        .map(|b| b.trim().to_ascii_uppercase())
+        .as_deref()
+    {
         Some("RESTAURANT") => (15, 500),
         Some("HOTEL") => (20, 1000),
         Some("KANTINE") => (25, 2000),
@@ -44,10 +47,12 @@ pub fn seasonal_products(month: u32) -> &'static str {
 
 /// Renders the e-mail for `lead` and `kind` at `now` (local time decides the season).
 pub fn render_email(lead: &DueLead, kind: FollowupKind, now: DateTime<Tz>) -> Email {
-    let business_type = lead
-        .business_type
-        .clone()
-        .or_else(|| lead.metadata.get("businessType").and_then(|v| v.as_str()).map(str::to_owned));
+    let business_type = lead.business_type.clone().or_else(|| {
+        lead.metadata
+            .get("businessType")
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+    });
     let (discount, minimum) = business_terms(business_type.as_deref());
     let season = seasonal_products(now.month());
     let greeting = match lead.contact_person.as_deref().map(str::trim) {

@@ -1,0 +1,185 @@
+//! The relay: dedup by idempotency key, crash between publish and mark, NATS outages.
+
+use std::time::Duration;
+
+use async_nats::jetstream::message::PublishMessage;
+use bytes::Bytes;
+use chrono::Utc;
+use followup_contract::STREAM_NAME;
+use followup_infra::ensure_stream;
+use followup_producer::ProducerMetrics;
+use followup_producer::relay::{
+    OutboxRow, RelayConfig, RelayOutcome, publish_rows, relay_pending, run_relay_until_stopped,
+};
+use followup_testkit::{NatsServer, TestDb, eventually};
+use tokio_util::sync::CancellationToken;
+
+use crate::support::{LeadSpec, insert_lead, jetstream_for, outbox_counts, run_at, stream_events};
+
+async fn stream_len(js: &async_nats::jetstream::Context) -> u64 {
+    js.get_stream(STREAM_NAME)
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .state
+        .messages
+}
+
+#[tokio::test]
+async fn the_same_idempotency_key_twice_leaves_one_message() {
+    let nats = NatsServer::start();
+    let js = jetstream_for(&nats.url()).await;
+    ensure_stream(&js).await.unwrap();
+    let publish = || async {
+        js.send_publish(
+            "freshplan.lead.followup.sent",
+            PublishMessage::build()
+                .payload(Bytes::from_static(b"{}"))
+                .message_id("lead:1:followup:t3"),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap()
+    };
+    let first = publish().await;
+    let second = publish().await;
+    assert!(!first.duplicate);
+    assert!(second.duplicate, "second ack reports the duplicate");
+    assert_eq!(second.sequence, first.sequence);
+    assert_eq!(stream_len(&js).await, 1);
+}
+
+#[tokio::test]
+async fn a_relay_that_died_after_publishing_republishes_without_duplicates() {
+    let db = TestDb::new().await;
+    let nats = NatsServer::start();
+    let js = jetstream_for(&nats.url()).await;
+    ensure_stream(&js).await.unwrap();
+    for _ in 0..40 {
+        insert_lead(
+            &db.pool,
+            &LeadSpec::registered(Utc::now() - chrono::Duration::days(4)),
+        )
+        .await;
+    }
+    run_at(&db.pool, Utc::now()).await;
+    let (rows, published) = outbox_counts(&db.pool).await;
+    assert_eq!(published, 0);
+
+    // The dead relay: it read and published every row, then died before its transaction committed
+    // the marks (so, as after a real crash, nothing is marked).
+    let pending: Vec<OutboxRow> = sqlx::query_as(
+        "SELECT id, event_id, event_type, subject, idempotency_key, data, occurred_at
+         FROM followup_outbox ORDER BY id",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    publish_rows(&js, &pending, 8).await.unwrap();
+    assert_eq!(stream_len(&js).await as i64, rows);
+
+    // The restarted relay publishes everything again; JetStream drops all of it as duplicates.
+    let metrics = ProducerMetrics::new();
+    let config = RelayConfig {
+        batch_size: 1000,
+        window: 16,
+        ..RelayConfig::default()
+    };
+    let outcome = relay_pending(&db.pool, &js, &config, &metrics)
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome,
+        RelayOutcome::Published {
+            rows: rows as usize,
+            duplicates: rows as usize
+        }
+    );
+    assert_eq!(
+        stream_len(&js).await as i64,
+        rows,
+        "no duplicate in the stream"
+    );
+    let marked_dup: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM followup_outbox WHERE duplicate AND published_at IS NOT NULL",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(marked_dup, rows, "duplicates recorded on the rows");
+    assert_eq!(metrics.relay_duplicates.get() as i64, rows);
+}
+
+#[tokio::test]
+async fn nats_down_during_a_run_loses_nothing_and_duplicates_nothing() {
+    let db = TestDb::new().await;
+    let mut nats = NatsServer::start();
+    let js = jetstream_for(&nats.url()).await;
+    ensure_stream(&js).await.unwrap();
+    let metrics = ProducerMetrics::new();
+    let shutdown = CancellationToken::new();
+    let relay = tokio::spawn(run_relay_until_stopped(
+        db.pool.clone(),
+        js.clone(),
+        RelayConfig {
+            batch_size: 50,
+            window: 8,
+            idle_poll: Duration::from_millis(100),
+        },
+        metrics.clone(),
+        shutdown.clone(),
+    ));
+
+    nats.stop();
+    for _ in 0..120 {
+        insert_lead(
+            &db.pool,
+            &LeadSpec::registered(Utc::now() - chrono::Duration::days(4)),
+        )
+        .await;
+    }
+    let report = run_at(&db.pool, Utc::now()).await;
+    assert_eq!(report.t3_count, 120, "the run itself does not need NATS");
+    let failing = eventually(Duration::from_secs(20), || async {
+        (metrics.relay_errors.get() > 0).then_some(())
+    })
+    .await;
+    assert!(failing.is_some(), "relay noticed the outage");
+    let (rows, published) = outbox_counts(&db.pool).await;
+    assert!(
+        published < rows,
+        "rows wait in the outbox while NATS is down"
+    );
+
+    nats.restart();
+    let drained = eventually(Duration::from_secs(60), || async {
+        let (rows, published) = outbox_counts(&db.pool).await;
+        (rows == published).then_some(rows)
+    })
+    .await
+    .expect("outbox drained after NATS came back");
+    shutdown.cancel();
+    relay.await.unwrap();
+
+    let events = stream_events(&js).await;
+    assert_eq!(
+        events.len() as i64,
+        drained,
+        "every outbox row is in the stream once"
+    );
+    let mut keys: Vec<_> = events
+        .iter()
+        .map(|e| e.event.idempotencykey.clone())
+        .collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len() as i64, drained, "no idempotency key twice");
+    let sent = events
+        .iter()
+        .filter(|e| e.event.event_type == "lead.followup.sent.v1")
+        .count();
+    assert_eq!(sent, 120);
+}

@@ -1,0 +1,92 @@
+//! `serve`: the scheduler fires runs, the relay publishes them, the ops endpoints answer.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use clap::Parser;
+use followup_producer::{Cli, serve};
+use followup_testkit::{NatsServer, TestDb, eventually, http_get};
+use tokio_util::sync::CancellationToken;
+
+use crate::support::{LeadSpec, insert_lead, jetstream_for, stream_events};
+
+#[tokio::test]
+async fn serve_runs_on_schedule_relays_and_reports_metrics() {
+    let db = TestDb::new().await;
+    let nats = NatsServer::start();
+    for _ in 0..3 {
+        insert_lead(
+            &db.pool,
+            &LeadSpec::registered(Utc::now() - chrono::Duration::days(4)),
+        )
+        .await;
+    }
+    let cli = Cli::try_parse_from([
+        "followup-producer",
+        "--database-url",
+        &db.url,
+        "--nats-url",
+        &nats.url(),
+        "--followup-cron",
+        "*/2 * * * * *",
+        "serve",
+    ])
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(serve(cli.config, listener, shutdown.clone()));
+
+    let js = jetstream_for(&nats.url()).await;
+    let sent = eventually(Duration::from_secs(30), || async {
+        let Ok(_) = js.get_stream("FOLLOWUP").await else {
+            return None;
+        };
+        let events = stream_events(&js).await;
+        let n = events
+            .iter()
+            .filter(|e| e.event.event_type == "lead.followup.sent.v1")
+            .count();
+        (n == 3).then_some(n)
+    })
+    .await;
+    assert_eq!(
+        sent,
+        Some(3),
+        "a scheduled run delivered and the relay published"
+    );
+
+    let ready = eventually(Duration::from_secs(10), || async {
+        let (status, _) = http_get(addr, "/readyz").await.ok()?;
+        (status == 200).then_some(())
+    })
+    .await;
+    assert!(
+        ready.is_some(),
+        "/readyz turns 200 with database and NATS up"
+    );
+    let (status, body) = http_get(addr, "/metrics").await.unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        body.contains(r#"followup_processed_total{kind="t3",type="email"} 3"#),
+        "{body}"
+    );
+    assert!(body.contains("followup_processing_duration_seconds_count"));
+    assert!(body.contains("followup_relay_published_total"));
+    assert!(body.contains("followup_outbox_backlog"));
+
+    // Several slots fired by now; the runs table holds one row per slot.
+    let dup_slots: i64 =
+        sqlx::query_scalar("SELECT count(*) - count(DISTINCT run_key) FROM followup_runs")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(dup_slots, 0);
+
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(15), server)
+        .await
+        .expect("serve stops on shutdown")
+        .unwrap()
+        .unwrap();
+}

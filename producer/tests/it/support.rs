@@ -1,0 +1,141 @@
+//! Shared helpers: inserting CRM-style leads, running the producer in-process, reading the stream.
+
+use std::time::Duration;
+
+use async_nats::jetstream;
+use chrono::{DateTime, Utc};
+use followup_contract::{CloudEvent, STREAM_NAME};
+use followup_producer::{
+    Mailer, ProducerMetrics, RunOutcome, RunReport, RunRequest, RunTrigger, execute_run,
+};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+/// A lead as the CRM would insert it; defaults make it due for T+3 at `now`.
+#[derive(Debug, Clone)]
+pub struct LeadSpec {
+    pub status: &'static str,
+    pub email: Option<&'static str>,
+    pub consent: Option<bool>,
+    pub registered_at: DateTime<Utc>,
+    pub clock_stopped: bool,
+    pub t3_sent: bool,
+    pub t7_sent: bool,
+    pub owner: &'static str,
+    pub business_type: &'static str,
+}
+
+impl LeadSpec {
+    pub fn registered(at: DateTime<Utc>) -> LeadSpec {
+        LeadSpec {
+            status: "ACTIVE",
+            email: Some("lead@example.com"),
+            consent: Some(true),
+            registered_at: at,
+            clock_stopped: false,
+            t3_sent: false,
+            t7_sent: false,
+            owner: "u1",
+            business_type: "RESTAURANT",
+        }
+    }
+}
+
+pub async fn insert_lead(pool: &PgPool, spec: &LeadSpec) -> i64 {
+    let metadata = match spec.consent {
+        Some(c) => serde_json::json!({ "emailConsent": c }),
+        None => serde_json::json!({}),
+    };
+    sqlx::query_scalar(
+        "INSERT INTO leads (company_name, contact_person, email, business_type, territory_id, status,
+                            owner_user_id, registered_at, clock_stopped_at, t3_followup_sent,
+                            t7_followup_sent, metadata)
+         VALUES ('Gasthaus Test', 'Frau Test', $1, $2, 'DE', $3, $4, $5,
+                 CASE WHEN $6 THEN $5 ELSE NULL END, $7, $8, $9)
+         RETURNING id",
+    )
+    .bind(spec.email)
+    .bind(spec.business_type)
+    .bind(spec.status)
+    .bind(spec.owner)
+    .bind(spec.registered_at)
+    .bind(spec.clock_stopped)
+    .bind(spec.t3_sent)
+    .bind(spec.t7_sent)
+    .bind(metadata)
+    .fetch_one(pool)
+    .await
+    .expect("insert lead")
+}
+
+/// Runs the producer's run in-process with an injected clock.
+pub async fn run_at(pool: &PgPool, now: DateTime<Utc>) -> RunReport {
+    let request = RunRequest {
+        trigger: RunTrigger::Manual,
+        now,
+        tz: chrono_tz::Europe::Berlin,
+        batch_size: 7,
+    };
+    match execute_run(
+        pool,
+        &Mailer::Log,
+        &ProducerMetrics::new(),
+        &request,
+        &CancellationToken::new(),
+    )
+    .await
+    .expect("run")
+    {
+        RunOutcome::Completed(report) => report,
+        other => panic!("unexpected outcome {other:?}"),
+    }
+}
+
+pub async fn jetstream_for(url: &str) -> jetstream::Context {
+    let client = async_nats::connect(url)
+        .await
+        .expect("connect to test nats");
+    jetstream::ContextBuilder::new()
+        .timeout(Duration::from_secs(2))
+        .ack_timeout(Duration::from_secs(3))
+        .build(client)
+}
+
+/// A message read back from the stream.
+#[derive(Debug)]
+pub struct StoredEvent {
+    pub subject: String,
+    pub msg_id: Option<String>,
+    pub content_type: Option<String>,
+    pub event: CloudEvent,
+}
+
+/// Every message in the stream, in stream order, parsed as CloudEvents.
+pub async fn stream_events(js: &jetstream::Context) -> Vec<StoredEvent> {
+    let mut stream = js.get_stream(STREAM_NAME).await.expect("stream exists");
+    let info = stream.info().await.expect("stream info").clone();
+    let mut out = Vec::new();
+    for seq in info.state.first_sequence..=info.state.last_sequence {
+        if info.state.messages == 0 {
+            break;
+        }
+        let Ok(msg) = stream.get_raw_message(seq).await else {
+            continue;
+        };
+        let header = |name: &str| msg.headers.get(name).map(|v| v.as_str().to_owned());
+        out.push(StoredEvent {
+            subject: msg.subject.to_string(),
+            msg_id: header("Nats-Msg-Id"),
+            content_type: header("Content-Type"),
+            event: serde_json::from_slice(&msg.payload).expect("stored message is a CloudEvent"),
+        });
+    }
+    out
+}
+
+pub async fn outbox_counts(pool: &PgPool) -> (i64, i64) {
+    sqlx::query_as("SELECT count(*), count(published_at) FROM followup_outbox")
+        .fetch_one(pool)
+        .await
+        .expect("outbox counts")
+}

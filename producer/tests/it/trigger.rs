@@ -1,0 +1,83 @@
+//! The `lead.changed.v1` trigger on the CRM's `leads` table.
+
+use chrono::{Duration, Utc};
+use followup_contract::{LeadChanged, change_key};
+use followup_testkit::TestDb;
+
+use crate::support::{LeadSpec, insert_lead};
+
+async fn changes_for(pool: &sqlx::PgPool, lead_id: i64) -> Vec<(i64, String, serde_json::Value)> {
+    sqlx::query_as(
+        "SELECT id, idempotency_key, data FROM followup_outbox
+         WHERE event_type = 'lead.changed.v1' AND subject = $1 ORDER BY id",
+    )
+    .bind(lead_id.to_string())
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn relevant_updates_write_one_change_event_and_unrelated_ones_none() {
+    let db = TestDb::new().await;
+    let id = insert_lead(
+        &db.pool,
+        &LeadSpec::registered(Utc::now() - Duration::days(1)),
+    )
+    .await;
+    assert_eq!(
+        changes_for(&db.pool, id).await.len(),
+        1,
+        "insert writes one change"
+    );
+
+    // Unrelated columns, as the CRM edits them all day.
+    sqlx::query("UPDATE leads SET company_name = 'Neu GmbH', email = 'x@y.de', version = version + 1 WHERE id = $1")
+        .bind(id)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        changes_for(&db.pool, id).await.len(),
+        1,
+        "unrelated update writes nothing"
+    );
+
+    // A CRM-style status update.
+    sqlx::query("UPDATE leads SET status = 'CONVERTED', version = version + 1 WHERE id = $1")
+        .bind(id)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let changes = changes_for(&db.pool, id).await;
+    assert_eq!(changes.len(), 2, "status update writes exactly one change");
+    let (outbox_id, key, data) = changes.last().unwrap().clone();
+    assert_eq!(key, change_key(id, outbox_id));
+    let change: LeadChanged =
+        serde_json::from_value(data).expect("trigger payload matches the contract");
+    assert_eq!(change.status, "CONVERTED");
+    assert_eq!(change.sequence, outbox_id);
+    assert!(!change.deleted);
+
+    // Collaborators, clock and a hard delete are relevant too; sequences grow.
+    sqlx::query("UPDATE leads SET collaborator_user_ids = ARRAY['u2','u3'] WHERE id = $1")
+        .bind(id)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM leads WHERE id = $1")
+        .bind(id)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let changes = changes_for(&db.pool, id).await;
+    assert_eq!(changes.len(), 4);
+    let collab: LeadChanged = serde_json::from_value(changes[2].2.clone()).unwrap();
+    assert_eq!(
+        collab.collaborator_user_ids,
+        vec!["u2".to_owned(), "u3".to_owned()]
+    );
+    let deleted: LeadChanged = serde_json::from_value(changes[3].2.clone()).unwrap();
+    assert!(deleted.deleted);
+    assert!(deleted.sequence > collab.sequence && collab.sequence > change.sequence);
+}

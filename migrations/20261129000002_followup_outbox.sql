@@ -34,11 +34,14 @@ CREATE INDEX IF NOT EXISTS followup_deliveries_delivered_idx ON followup_deliver
 
 CREATE TABLE IF NOT EXISTS followup_outbox (
     id              BIGSERIAL PRIMARY KEY,
-    event_id        UUID NOT NULL DEFAULT gen_random_uuid() UNIQUE,
+    event_id        UUID NOT NULL DEFAULT gen_random_uuid(),
     event_type      TEXT NOT NULL,
     -- CloudEvents `subject` (the lead id where there is one).
     subject         TEXT,
-    idempotency_key TEXT NOT NULL UNIQUE,
+    -- Not a unique index: every key is unique by construction (delivery records are unique per
+    -- lead and kind, run keys per run, change keys carry the outbox id), JetStream dedups by it,
+    -- and each extra index costs the relay an index insert per published row.
+    idempotency_key TEXT NOT NULL,
     data            JSONB NOT NULL,
     occurred_at     TIMESTAMPTZ NOT NULL DEFAULT now(),
     published_at    TIMESTAMPTZ,

@@ -58,6 +58,9 @@ pub struct ProducerConfig {
     /// `log` or `smtp`.
     #[arg(long, env = "MAILER", value_enum, default_value = "log")]
     pub mailer: MailerKind,
+    /// With `MAILER=log`: append the JSON lines to this file instead of stdout.
+    #[arg(long, env = "MAILER_LOG_FILE")]
+    pub mailer_log_file: Option<std::path::PathBuf>,
     /// SMTP server URL, required with `MAILER=smtp`.
     #[arg(long, env = "SMTP_URL")]
     pub smtp_url: Option<String>,

@@ -11,6 +11,7 @@ pub mod mailer;
 pub mod metrics;
 pub mod record;
 pub mod relay;
+pub mod relay_loop;
 pub mod run;
 pub mod schedule;
 pub mod service;

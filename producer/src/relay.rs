@@ -9,6 +9,9 @@
 //! - At most `window` publishes are awaiting their PubAck at any moment.
 //! - When NATS is unreachable the batch's transaction rolls back, nothing is marked, and the relay
 //!   retries with exponential backoff; rows are never dropped.
+//!
+//! [`relay_pending`] is one transactional pass (used by `run-once` and tests); the long-running
+//! relay of `serve` lives in [`crate::relay_loop`] and overlaps publishing with marking.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -19,14 +22,14 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use followup_contract::{CONTENT_TYPE, CloudEvent, EVENT_SOURCE, SPEC_VERSION};
 use sqlx::PgPool;
-use sqlx::postgres::PgListener;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::metrics::ProducerMetrics;
+use crate::relay_loop::Backoff;
 
 /// Advisory-lock key that elects the active relay ("FOLLOWUP" in ASCII).
-const RELAY_LOCK_KEY: i64 = 0x464F_4C4C_4F57_5550;
+pub(crate) const RELAY_LOCK_KEY: i64 = 0x464F_4C4C_4F57_5550;
 
 /// Relay tuning.
 #[derive(Debug, Clone)]
@@ -54,7 +57,8 @@ pub struct OutboxRow {
     pub event_type: String,
     pub subject: Option<String>,
     pub idempotency_key: String,
-    pub data: serde_json::Value,
+    /// The event's `data` as JSON text (embedded verbatim, not re-encoded).
+    pub data: String,
     pub occurred_at: DateTime<Utc>,
 }
 
@@ -93,6 +97,7 @@ pub fn subject_for(event_type: &str) -> String {
 
 /// Builds the structured-mode CloudEvent body of a row.
 pub fn encode_event(row: &OutboxRow) -> serde_json::Result<Vec<u8>> {
+    let data: &serde_json::value::RawValue = serde_json::from_str(&row.data)?;
     let event = CloudEvent {
         specversion: SPEC_VERSION.to_owned(),
         id: row.event_id,
@@ -102,7 +107,7 @@ pub fn encode_event(row: &OutboxRow) -> serde_json::Result<Vec<u8>> {
         datacontenttype: "application/json".to_owned(),
         subject: row.subject.clone(),
         idempotencykey: row.idempotency_key.clone(),
-        data: &row.data,
+        data,
     };
     serde_json::to_vec(&event)
 }
@@ -143,7 +148,7 @@ pub async fn publish_rows(
 }
 
 const SELECT_BATCH: &str =
-    "SELECT id, event_id, event_type, subject, idempotency_key, data, occurred_at
+    "SELECT id, event_id, event_type, subject, idempotency_key, data::text AS data, occurred_at
     FROM followup_outbox WHERE published_at IS NULL ORDER BY id LIMIT $1";
 
 const MARK_PUBLISHED: &str = "UPDATE followup_outbox o
@@ -207,7 +212,7 @@ pub async fn count_backlog(pool: &PgPool) -> Result<i64, sqlx::Error> {
 }
 
 /// Records a failed pass on the first unpublished row, for operators reading the outbox.
-async fn record_publish_error(pool: &PgPool, err: &RelayError) {
+pub(crate) async fn record_publish_error(pool: &PgPool, err: &RelayError) {
     let id = match err {
         RelayError::Publish { id, .. } => *id,
         RelayError::Database(_) => return,
@@ -276,102 +281,6 @@ pub async fn last_outbox_id(pool: &PgPool) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar("SELECT COALESCE(max(id), 0) FROM followup_outbox")
         .fetch_one(pool)
         .await
-}
-
-/// Relays until `shutdown` fires: woken by NOTIFY on `followup_outbox`, polling every
-/// `idle_poll` as a fallback (a lost listener connection, a notification missed while busy).
-pub async fn run_relay_until_stopped(
-    pool: PgPool,
-    js: jetstream::Context,
-    config: RelayConfig,
-    metrics: ProducerMetrics,
-    shutdown: CancellationToken,
-) {
-    let mut listener = connect_listener(&pool).await;
-    let mut backoff = Backoff::new();
-    while !shutdown.is_cancelled() {
-        match relay_pending(&pool, &js, &config, &metrics).await {
-            Ok(RelayOutcome::Published { rows, duplicates }) => {
-                tracing::debug!(rows, duplicates, "relayed outbox batch");
-                backoff.reset();
-                continue;
-            }
-            Ok(RelayOutcome::Idle | RelayOutcome::LockedElsewhere) => {
-                backoff.reset();
-                if let Ok(n) = count_backlog(&pool).await {
-                    metrics.outbox_backlog.set(n);
-                }
-            }
-            Err(err) => {
-                metrics.relay_errors.inc();
-                record_publish_error(&pool, &err).await;
-                tracing::warn!(error = %err, retry_in_ms = backoff.current().as_millis() as u64, "relay pass failed; rows kept for retry");
-                if let Ok(n) = count_backlog(&pool).await {
-                    metrics.outbox_backlog.set(n);
-                }
-                backoff.wait(&shutdown).await;
-                continue;
-            }
-        }
-        wait_for_rows(&mut listener, &pool, config.idle_poll, &shutdown).await;
-    }
-    tracing::info!("relay stopped");
-}
-
-async fn connect_listener(pool: &PgPool) -> Option<PgListener> {
-    let mut listener = PgListener::connect_with(pool).await.ok()?;
-    listener.listen("followup_outbox").await.ok()?;
-    Some(listener)
-}
-
-async fn wait_for_rows(
-    listener: &mut Option<PgListener>,
-    pool: &PgPool,
-    poll: Duration,
-    shutdown: &CancellationToken,
-) {
-    match listener {
-        Some(l) => {
-            tokio::select! {
-                _ = shutdown.cancelled() => {}
-                _ = tokio::time::sleep(poll) => {}
-                received = l.recv() => {
-                    if received.is_err() {
-                        *listener = None;
-                    }
-                }
-            }
-        }
-        None => {
-            tokio::select! {
-                _ = shutdown.cancelled() => {}
-                _ = tokio::time::sleep(poll) => {}
-            }
-            *listener = connect_listener(pool).await;
-        }
-    }
-}
-
-/// Exponential backoff from 100 ms to 30 s.
-struct Backoff(Duration);
-
-impl Backoff {
-    fn new() -> Self {
-        Backoff(Duration::from_millis(100))
-    }
-    fn current(&self) -> Duration {
-        self.0
-    }
-    fn reset(&mut self) {
-        self.0 = Duration::from_millis(100);
-    }
-    async fn wait(&mut self, shutdown: &CancellationToken) {
-        tokio::select! {
-            _ = shutdown.cancelled() => {}
-            _ = tokio::time::sleep(self.0) => {}
-        }
-        self.0 = (self.0 * 2).min(Duration::from_secs(30));
-    }
 }
 
 #[cfg(test)]

@@ -214,6 +214,17 @@ async fn process_batch(
             }
         }
     }
+    if let Err(err) = mailer.flush() {
+        // Unflushed output may be lost: record nothing of this batch, it stays due.
+        tracing::error!(%err, "mailer flush failed; batch rolled back");
+        tx.rollback().await?;
+        return Ok(Some(BatchResult {
+            last_lead_id,
+            sent: 0,
+            skipped: skipped.len(),
+            failed: 0,
+        }));
+    }
     // Recorded at the later of the run clock and the database clock, so a parallel run that
     // started before this commit sees the T+3 as "this run" and leaves the T+7 for later.
     let at = request.now.max(Utc::now());
@@ -271,7 +282,7 @@ async fn insert_run_event(
     sqlx::query(
         // No CloudEvents subject: a run concerns no single lead.
         "INSERT INTO followup_outbox (event_type, subject, idempotency_key, data, occurred_at)
-         VALUES ($1, NULL, $2, $3::jsonb, $4) ON CONFLICT (idempotency_key) DO NOTHING",
+         VALUES ($1, NULL, $2, $3::jsonb, $4)",
     )
     .bind(EventType::Processed.as_str())
     .bind(key)

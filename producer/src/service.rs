@@ -19,7 +19,8 @@ use tokio_util::sync::CancellationToken;
 use crate::config::ProducerConfig;
 use crate::mailer::Mailer;
 use crate::metrics::ProducerMetrics;
-use crate::relay::{drain_outbox, last_outbox_id, run_relay_until_stopped};
+use crate::relay::{drain_outbox, last_outbox_id};
+use crate::relay_loop::run_relay_until_stopped;
 use crate::run::{RunOutcome, RunReport, RunRequest, RunTrigger, execute_run};
 use crate::schedule::Schedule;
 
@@ -67,8 +68,12 @@ async fn provision_stream(
     }
 }
 
-fn mailer_for(_config: &ProducerConfig) -> Mailer {
-    Mailer::Log
+fn mailer_for(config: &ProducerConfig) -> anyhow::Result<Mailer> {
+    match &config.mailer_log_file {
+        Some(path) => Mailer::log_file(path)
+            .with_context(|| format!("opening MAILER_LOG_FILE {}", path.display())),
+        None => Ok(Mailer::Log),
+    }
 }
 
 /// One run now; returns once its events are acknowledged by JetStream.
@@ -87,7 +92,7 @@ pub async fn run_once(
     };
     let outcome = execute_run(
         &conns.pool,
-        &mailer_for(&config),
+        &mailer_for(&config)?,
         &metrics,
         &request,
         &shutdown,
@@ -125,6 +130,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let schedule = config.validate()?;
+    let mailer = mailer_for(&config)?;
     let metrics = ProducerMetrics::new();
     let readiness = Readiness::default();
     let ops = tokio::spawn(serve_ops(
@@ -154,6 +160,7 @@ pub async fn serve(
     }
     run_scheduled_until_stopped(
         &conns.pool,
+        &mailer,
         &config,
         &schedule,
         &metrics,
@@ -194,13 +201,13 @@ async fn start_scheduler(
 /// Executes a run per scheduler tick, one at a time, until shutdown.
 async fn run_scheduled_until_stopped(
     pool: &PgPool,
+    mailer: &Mailer,
     config: &ProducerConfig,
     schedule: &Schedule,
     metrics: &ProducerMetrics,
     mut ticks: mpsc::Receiver<()>,
     shutdown: &CancellationToken,
 ) {
-    let mailer = mailer_for(config);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -217,7 +224,7 @@ async fn run_scheduled_until_stopped(
             tz: config.followup_tz,
             batch_size: config.batch_size,
         };
-        if let Err(err) = execute_run(pool, &mailer, metrics, &request, shutdown).await {
+        if let Err(err) = execute_run(pool, mailer, metrics, &request, shutdown).await {
             metrics.errors.inc();
             metrics.runs.with_label_values(&["failed"]).inc();
             tracing::error!(error = %err, "follow-up run failed; due leads stay due for the next run");

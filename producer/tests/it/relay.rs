@@ -8,9 +8,8 @@ use chrono::Utc;
 use followup_contract::STREAM_NAME;
 use followup_infra::ensure_stream;
 use followup_producer::ProducerMetrics;
-use followup_producer::relay::{
-    OutboxRow, RelayConfig, RelayOutcome, publish_rows, relay_pending, run_relay_until_stopped,
-};
+use followup_producer::relay::{OutboxRow, RelayConfig, RelayOutcome, publish_rows, relay_pending};
+use followup_producer::relay_loop::run_relay_until_stopped;
 use followup_testkit::{NatsServer, TestDb, eventually};
 use tokio_util::sync::CancellationToken;
 
@@ -72,7 +71,7 @@ async fn a_relay_that_died_after_publishing_republishes_without_duplicates() {
     // The dead relay: it read and published every row, then died before its transaction committed
     // the marks (so, as after a real crash, nothing is marked).
     let pending: Vec<OutboxRow> = sqlx::query_as(
-        "SELECT id, event_id, event_type, subject, idempotency_key, data, occurred_at
+        "SELECT id, event_id, event_type, subject, idempotency_key, data::text AS data, occurred_at
          FROM followup_outbox ORDER BY id",
     )
     .fetch_all(&db.pool)
@@ -182,4 +181,63 @@ async fn nats_down_during_a_run_loses_nothing_and_duplicates_nothing() {
         .filter(|e| e.event.event_type == "lead.followup.sent.v1")
         .count();
     assert_eq!(sent, 120);
+}
+
+#[tokio::test]
+async fn a_row_that_commits_below_the_relay_cursor_is_still_published() {
+    let db = TestDb::new().await;
+    let nats = NatsServer::start();
+    let js = jetstream_for(&nats.url()).await;
+    ensure_stream(&js).await.unwrap();
+    let metrics = ProducerMetrics::new();
+    let shutdown = CancellationToken::new();
+    let relay = tokio::spawn(run_relay_until_stopped(
+        db.pool.clone(),
+        js.clone(),
+        RelayConfig {
+            batch_size: 10,
+            window: 4,
+            idle_poll: Duration::from_millis(50),
+        },
+        metrics.clone(),
+        shutdown.clone(),
+    ));
+
+    // A slow CRM transaction takes an outbox id first and commits last.
+    let mut slow = db.pool.begin().await.unwrap();
+    sqlx::query("INSERT INTO leads (company_name, status, registered_at) VALUES ('Langsam', 'ACTIVE', now())")
+        .execute(&mut *slow)
+        .await
+        .unwrap();
+    for i in 0..25 {
+        sqlx::query(
+            "INSERT INTO leads (company_name, status, registered_at) VALUES ($1, 'ACTIVE', now())",
+        )
+        .bind(format!("Schnell {i}"))
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    }
+    let fast = eventually(Duration::from_secs(10), || async {
+        (stream_len(&js).await == 25).then_some(())
+    })
+    .await;
+    assert!(
+        fast.is_some(),
+        "the committed rows above the slow one are published"
+    );
+    slow.commit().await.unwrap();
+
+    let all = eventually(Duration::from_secs(10), || async {
+        (stream_len(&js).await == 26).then_some(())
+    })
+    .await;
+    assert!(
+        all.is_some(),
+        "the late row below the cursor is published too"
+    );
+    let (rows, published) = outbox_counts(&db.pool).await;
+    assert_eq!((rows, published), (26, 26));
+    shutdown.cancel();
+    relay.await.unwrap();
 }

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The demo: starts or reuses PostgreSQL and NATS (JetStream), builds the services, loads demo
+# leads that become due, and runs the pipeline with a follow-up run every 20 seconds.
+# Ctrl-C stops everything it started.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/services.sh
+
+ensure_rust
+ensure_postgres
+ensure_nats_running
+
+DB=${DEMO_DATABASE:-followup_demo}
+admin_url=$TEST_DATABASE_URL
+export DATABASE_URL="${admin_url%/*}/$DB"
+if [ "$(psql "$admin_url" -Atc "select 1 from pg_database where datname = '$DB'")" != 1 ]; then
+  psql "$admin_url" -qc "create database $DB"
+fi
+
+log "building"
+cargo build --quiet --bins
+
+export FOLLOWUP_CRON=${FOLLOWUP_CRON:-"*/20 * * * * *"}
+export MAILER_LOG_FILE=${MAILER_LOG_FILE:-"${TMPDIR:-/tmp}/followup-demo-mails.jsonl"}
+pids=()
+cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
+trap cleanup EXIT INT TERM
+
+HTTP_ADDR=127.0.0.1:9101 target/debug/followup-producer serve &
+pids+=($!)
+
+# Wait for the producer's migrations, then load demo leads (idempotent per company name).
+for _ in $(seq 1 100); do
+  psql "$DATABASE_URL" -Atc "select 1 from information_schema.tables where table_name = 'followup_outbox'" | grep -q 1 && break
+  sleep 0.2
+done
+log "loading demo leads"
+psql "$DATABASE_URL" -q -v ON_ERROR_STOP=1 <<'SQL'
+INSERT INTO leads (company_name, contact_person, email, business_type, territory_id, status,
+                   owner_user_id, collaborator_user_ids, registered_at, t3_followup_sent, metadata)
+SELECT 'Demo ' || i || ' ' || (ARRAY['Gasthaus','Hotel','Kantine','Catering'])[1 + i % 4],
+       'Kontakt ' || i, 'demo' || i || '@example.com',
+       (ARRAY['RESTAURANT','HOTEL','KANTINE','CATERING'])[1 + i % 4], 'DE', 'ACTIVE',
+       (ARRAY['alice','bob','carol'])[1 + i % 3],
+       CASE WHEN i % 5 = 0 THEN ARRAY['alice'] ELSE '{}' END,
+       now() - (i % 10) * interval '1 day' - interval '1 hour',
+       (i % 10) >= 8,
+       jsonb_build_object('emailConsent', i % 7 <> 0)
+FROM generate_series(1, 60) AS i
+WHERE NOT EXISTS (SELECT 1 FROM leads WHERE company_name LIKE 'Demo %');
+SQL
+
+cat <<INFO
+
+  Demo running (Ctrl-C to stop). Database: $DATABASE_URL
+  - follow-up runs: cron "$FOLLOWUP_CRON" in Europe/Berlin; e-mails: $MAILER_LOG_FILE
+  - producer metrics: http://127.0.0.1:9101/metrics
+  - watch events:     nats stream view FOLLOWUP   (or: psql "$DATABASE_URL" -c 'table followup_outbox')
+
+INFO
+wait

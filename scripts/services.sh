@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Sourced by test.sh and demo.sh: makes sure PostgreSQL and nats-server are installed and
+# running on this machine, installing Debian's packages when they are missing (as root), or
+# says exactly what is missing. Exports TEST_DATABASE_URL / NATS_URL for the callers.
+
+PG_HOST=127.0.0.1
+PG_PORT=5432
+NATS_PORT=4222
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf '\033[31mERROR: %s\033[0m\n' "$*" >&2; exit 1; }
+
+apt_install() {
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+    die "$1 is missing. Install it (Debian: sudo apt-get install -y $*) and run this command again."
+  fi
+  log "installing Debian packages: $*"
+  if [ -z "${FOLLOWUP_APT_UPDATED:-}" ]; then
+    apt-get update -qq >/dev/null
+    export FOLLOWUP_APT_UPDATED=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+ensure_postgres() {
+  if pg_isready -q -h "$PG_HOST" -p "$PG_PORT" 2>/dev/null; then
+    :
+  else
+    if ! command -v pg_ctlcluster >/dev/null; then
+      apt_install postgresql postgresql-client
+      FRESH_PG=1
+    fi
+    local version
+    version=$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n 1)
+    [ -n "$version" ] || die "PostgreSQL is installed but has no cluster (pg_createcluster 15 main)."
+    log "starting PostgreSQL $version"
+    pg_ctlcluster --skip-systemctl-redirect "$version" main start 2>/dev/null \
+      || pg_ctlcluster "$version" main start \
+      || die "cannot start PostgreSQL $version (see /var/log/postgresql/)"
+    for _ in $(seq 1 50); do pg_isready -q -h "$PG_HOST" -p "$PG_PORT" && break; sleep 0.2; done
+    pg_isready -q -h "$PG_HOST" -p "$PG_PORT" || die "PostgreSQL does not answer on $PG_HOST:$PG_PORT"
+  fi
+  if [ -z "${TEST_DATABASE_URL:-}" ]; then
+    if psql -h "$PG_HOST" -p "$PG_PORT" -U postgres -d postgres -Atc 'select 1' >/dev/null 2>&1; then
+      export TEST_DATABASE_URL="postgres://postgres@$PG_HOST:$PG_PORT/postgres"
+    elif [ "$(id -u)" = 0 ] && command -v runuser >/dev/null; then
+      # A stock Debian cluster wants a password over TCP: give the local superuser a known one.
+      runuser -u postgres -- psql -q -c "ALTER USER postgres PASSWORD 'postgres'" >/dev/null \
+        || die "cannot set a password for the postgres role"
+      export TEST_DATABASE_URL="postgres://postgres:postgres@$PG_HOST:$PG_PORT/postgres"
+    else
+      die "cannot log in to PostgreSQL as postgres on $PG_HOST:$PG_PORT; set TEST_DATABASE_URL"
+    fi
+  fi
+}
+
+nats_listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+ensure_nats_binary() {
+  command -v nats-server >/dev/null || apt_install nats-server
+}
+
+# The demo needs a running server; tests start their own from the binary.
+ensure_nats_running() {
+  ensure_nats_binary
+  if ! nats_listening "$NATS_PORT"; then
+    local store=/var/lib/nats-server
+    [ -w "$(dirname "$store")" ] || store="${TMPDIR:-/tmp}/followup-nats"
+    mkdir -p "$store"
+    log "starting nats-server with JetStream on 127.0.0.1:$NATS_PORT (store $store)"
+    nohup nats-server -a 127.0.0.1 -p "$NATS_PORT" -js -sd "$store" >"${TMPDIR:-/tmp}/followup-nats.log" 2>&1 &
+    for _ in $(seq 1 50); do nats_listening "$NATS_PORT" && break; sleep 0.2; done
+    nats_listening "$NATS_PORT" || die "nats-server did not start (see ${TMPDIR:-/tmp}/followup-nats.log)"
+  fi
+  export NATS_URL="${NATS_URL:-nats://127.0.0.1:$NATS_PORT}"
+}
+
+ensure_rust() {
+  command -v cargo >/dev/null || die "cargo is missing: install Rust ≥ 1.94 (rustup) and run this command again."
+}

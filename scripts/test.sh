@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs every check and test of the project: formatting, clippy, and the whole workspace's tests
+# against real PostgreSQL and private nats-servers. Installs/starts what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/services.sh
+
+ensure_rust
+ensure_postgres
+ensure_nats_binary
+
+# Leftover databases of earlier, interrupted runs.
+psql "$TEST_DATABASE_URL" -Atc "select datname from pg_database where datname like 'followup_test_%'" \
+  | while read -r db; do psql "$TEST_DATABASE_URL" -qc "drop database if exists \"$db\" with (force)"; done
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+log "cargo clippy"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+log "cargo test"
+cargo test --workspace

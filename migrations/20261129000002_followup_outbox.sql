@@ -1,5 +1,5 @@
 -- Our tables: runs, delivery records (the source of truth for what was sent), and the
--- transactional outbox the relay publishes to JetStream.
+-- transactional outbox the relay publishes to JetStream and then deletes.
 
 CREATE TABLE IF NOT EXISTS followup_runs (
     run_id        UUID PRIMARY KEY,
@@ -44,14 +44,13 @@ CREATE TABLE IF NOT EXISTS followup_outbox (
     idempotency_key TEXT NOT NULL,
     data            JSONB NOT NULL,
     occurred_at     TIMESTAMPTZ NOT NULL DEFAULT now(),
-    published_at    TIMESTAMPTZ,
-    stream_sequence BIGINT,
-    duplicate       BOOLEAN,
+    -- Set by the relay when a publish of this row failed, for operators reading the backlog.
     publish_attempts INTEGER NOT NULL DEFAULT 0,
     last_error      TEXT
 );
-CREATE INDEX IF NOT EXISTS followup_outbox_unpublished_idx
-    ON followup_outbox (id) WHERE published_at IS NULL;
+-- The outbox is a queue: the relay deletes a row once JetStream acknowledged it (a delete costs
+-- a fifth of an update that marks it, which decides the relay's throughput). Every row in the
+-- table is therefore unpublished; the stream is the record of what was published.
 
 -- Wake the relay once per inserting statement (NOTIFY folds repeats within a transaction).
 CREATE OR REPLACE FUNCTION followup_outbox_notify() RETURNS trigger

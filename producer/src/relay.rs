@@ -3,9 +3,12 @@
 //!
 //! - One relay is active at a time (a transaction-scoped advisory lock), so order holds with
 //!   several producer replicas; the others wait.
+//! - A row is deleted from the outbox only after JetStream acknowledged it: the outbox holds
+//!   exactly the events not yet in the stream.
 //! - Every message carries `Nats-Msg-Id` = idempotency key. A relay that dies after publishing but
-//!   before marking republishes the same rows; JetStream drops them as duplicates within the
-//!   stream's duplicate window and the ack says `duplicate`, which is recorded.
+//!   before deleting republishes the same rows; JetStream drops them as duplicates within the
+//!   stream's duplicate window, and the ack's `duplicate` flag is counted
+//!   (`followup_relay_duplicates_total`) and logged with the first key.
 //! - At most `window` publishes are awaiting their PubAck at any moment.
 //! - When NATS is unreachable the batch's transaction rolls back, nothing is marked, and the relay
 //!   retries with exponential backoff; rows are never dropped.
@@ -149,13 +152,10 @@ pub async fn publish_rows(
 
 const SELECT_BATCH: &str =
     "SELECT id, event_id, event_type, subject, idempotency_key, data::text AS data, occurred_at
-    FROM followup_outbox WHERE published_at IS NULL ORDER BY id LIMIT $1";
+    FROM followup_outbox ORDER BY id LIMIT $1";
 
-const MARK_PUBLISHED: &str = "UPDATE followup_outbox o
-    SET published_at = now(), stream_sequence = t.seq, duplicate = t.dup,
-        publish_attempts = o.publish_attempts + 1, last_error = NULL
-    FROM unnest($1::bigint[], $2::bigint[], $3::bool[]) AS t(id, seq, dup)
-    WHERE o.id = t.id";
+/// Removes acknowledged rows.
+pub(crate) const DELETE_PUBLISHED: &str = "DELETE FROM followup_outbox WHERE id = ANY($1)";
 
 /// One pass: lock, read a batch in outbox order, publish, await every PubAck, mark, commit.
 pub async fn relay_pending(
@@ -183,16 +183,12 @@ pub async fn relay_pending(
     }
     let acks = publish_rows(js, &rows, config.window).await?;
     let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-    let seqs: Vec<i64> = acks.iter().map(|a| a.sequence as i64).collect();
-    let dups: Vec<bool> = acks.iter().map(|a| a.duplicate).collect();
-    sqlx::query(MARK_PUBLISHED)
+    sqlx::query(DELETE_PUBLISHED)
         .bind(&ids)
-        .bind(&seqs)
-        .bind(&dups)
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    let duplicates = dups.iter().filter(|d| **d).count();
+    let duplicates = count_duplicates(&rows, &acks);
     metrics.relay_published.inc_by(rows.len() as u64);
     metrics.relay_duplicates.inc_by(duplicates as u64);
     metrics
@@ -204,9 +200,24 @@ pub async fn relay_pending(
     })
 }
 
+/// Counts the acks JetStream flagged as duplicates and logs the first key, so an operator can
+/// see that a relay republished after a crash.
+pub(crate) fn count_duplicates(
+    rows: &[OutboxRow],
+    acks: &[jetstream::publish::PublishAck],
+) -> usize {
+    let mut duplicates = rows.iter().zip(acks).filter(|(_, ack)| ack.duplicate);
+    let Some((first, _)) = duplicates.next() else {
+        return 0;
+    };
+    let count = 1 + duplicates.count();
+    tracing::info!(count, first_key = %first.idempotency_key, "JetStream dropped republished events as duplicates");
+    count
+}
+
 /// Number of outbox rows not yet published.
 pub async fn count_backlog(pool: &PgPool) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT count(*) FROM followup_outbox WHERE published_at IS NULL")
+    sqlx::query_scalar("SELECT count(*) FROM followup_outbox")
         .fetch_one(pool)
         .await
 }
@@ -243,12 +254,11 @@ pub async fn drain_outbox(
     let mut total = 0;
     let mut backoff = Backoff::new();
     loop {
-        let remaining: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM followup_outbox WHERE published_at IS NULL AND id <= $1",
-        )
-        .bind(through)
-        .fetch_one(pool)
-        .await?;
+        let remaining: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM followup_outbox WHERE id <= $1")
+                .bind(through)
+                .fetch_one(pool)
+                .await?;
         if remaining == 0 {
             return Ok(total);
         }

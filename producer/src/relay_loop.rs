@@ -1,7 +1,7 @@
 //! The long-running relay of `serve`. It holds the relay lock (a session advisory lock on a
 //! dedicated connection, so only one relay publishes and order holds) and streams the outbox:
-//! while one batch is being marked published in Postgres, the next is already being published to
-//! JetStream. A row is marked only after its PubAck; a crash between the two republishes it, and
+//! while one batch is being deleted from the outbox, the next is already being published to
+//! JetStream. A row is deleted only after its PubAck; a crash between the two republishes it, and
 //! JetStream drops the duplicate by `Nats-Msg-Id`.
 //!
 //! Batches are read with a cursor (`id > last published`). Outbox ids are taken at insert but
@@ -19,25 +19,19 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics::ProducerMetrics;
 use crate::relay::{
-    OutboxRow, RELAY_LOCK_KEY, RelayConfig, RelayError, count_backlog, publish_rows,
-    record_publish_error,
+    DELETE_PUBLISHED, OutboxRow, RELAY_LOCK_KEY, RelayConfig, RelayError, count_backlog,
+    count_duplicates, publish_rows, record_publish_error,
 };
 
 const SELECT_AFTER: &str =
     "SELECT id, event_id, event_type, subject, idempotency_key, data::text AS data, occurred_at
-    FROM followup_outbox WHERE published_at IS NULL AND id > $1 ORDER BY id LIMIT $2";
-
-const MARK: &str = "UPDATE followup_outbox o
-    SET published_at = now(), stream_sequence = t.seq, duplicate = t.dup,
-        publish_attempts = o.publish_attempts + 1, last_error = NULL
-    FROM unnest($1::bigint[], $2::bigint[], $3::bool[]) AS t(id, seq, dup)
-    WHERE o.id = t.id";
+    FROM followup_outbox WHERE id > $1 ORDER BY id LIMIT $2";
 
 enum MarkJob {
+    /// Delete these acknowledged rows.
     Mark {
         ids: Vec<i64>,
-        seqs: Vec<i64>,
-        dups: Vec<bool>,
+        duplicates: usize,
         started: Instant,
     },
     /// Answered once every job before it is marked.
@@ -165,8 +159,7 @@ async fn stream_batches(
         backoff.reset();
         let job = MarkJob::Mark {
             ids: rows.iter().map(|r| r.id).collect(),
-            seqs: acks.iter().map(|a| a.sequence as i64).collect(),
-            dups: acks.iter().map(|a| a.duplicate).collect(),
+            duplicates: count_duplicates(&rows, &acks),
             started,
         };
         if jobs.send(job).await.is_err() {
@@ -194,28 +187,18 @@ async fn mark_until_closed(
             }
             MarkJob::Mark {
                 ids,
-                seqs,
-                dups,
+                duplicates,
                 started,
             } => {
-                sqlx::query(MARK)
+                sqlx::query(DELETE_PUBLISHED)
                     .bind(&ids)
-                    .bind(&seqs)
-                    .bind(&dups)
                     .execute(&pool)
                     .await?;
-                let duplicates = dups.iter().filter(|d| **d).count();
                 metrics.relay_published.inc_by(ids.len() as u64);
                 metrics.relay_duplicates.inc_by(duplicates as u64);
                 metrics
                     .relay_batch_duration
                     .observe(started.elapsed().as_secs_f64());
-                if duplicates > 0 {
-                    tracing::info!(
-                        duplicates,
-                        "JetStream reported republished events as duplicates"
-                    );
-                }
             }
         }
     }

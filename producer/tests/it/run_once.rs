@@ -7,7 +7,7 @@ use chrono::{Duration, Utc};
 use followup_contract::{FollowupProcessed, FollowupSent, parse_event};
 use followup_testkit::{NatsServer, TestDb};
 
-use crate::support::{LeadSpec, insert_lead, jetstream_for, outbox_counts, stream_events};
+use crate::support::{LeadSpec, insert_lead, jetstream_for, outbox_state, stream_events};
 
 async fn run_once_process(db: &TestDb, nats: &NatsServer) -> Output {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_followup-producer"))
@@ -57,11 +57,8 @@ async fn run_once_publishes_exactly_the_expected_cloudevents() {
         .collect();
     assert_eq!(mails.len(), 2, "two e-mails rendered");
 
-    let (rows, published) = outbox_counts(&db.pool).await;
-    assert_eq!(
-        rows, published,
-        "run-once exits only when the outbox is drained"
-    );
+    let (waiting, rows) = outbox_state(&db.pool).await;
+    assert_eq!(waiting, 0, "run-once exits only when the outbox is drained");
 
     let js = jetstream_for(&nats.url()).await;
     let events = stream_events(&js).await;

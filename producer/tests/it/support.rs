@@ -133,9 +133,14 @@ pub async fn stream_events(js: &jetstream::Context) -> Vec<StoredEvent> {
     out
 }
 
-pub async fn outbox_counts(pool: &PgPool) -> (i64, i64) {
-    sqlx::query_as("SELECT count(*), count(published_at) FROM followup_outbox")
-        .fetch_one(pool)
-        .await
-        .expect("outbox counts")
+/// `(rows waiting in the outbox, highest outbox id ever used)`: the relay deletes what JetStream
+/// acknowledged, so the second figure is how many events the database produced.
+pub async fn outbox_state(pool: &PgPool) -> (i64, i64) {
+    sqlx::query_as(
+        "SELECT (SELECT count(*) FROM followup_outbox),
+                COALESCE((SELECT last_value FROM followup_outbox_id_seq WHERE is_called), 0)",
+    )
+    .fetch_one(pool)
+    .await
+    .expect("outbox state")
 }

@@ -1,7 +1,8 @@
 //! The two entry points: [`serve`] (scheduler, relay and ops endpoints until shutdown) and
 //! [`run_once`] (one run now, then drain the outbox).
 
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -38,12 +39,18 @@ async fn connect_all(
     let pool = connect_database(&config.database_url, 10, shutdown).await?;
     migrate_database(&pool).await?;
     let nats = connect_nats(&config.nats_url, "followup-producer", shutdown).await?;
-    let js = jetstream::ContextBuilder::new()
-        .timeout(Duration::from_secs(5))
-        .ack_timeout(Duration::from_secs(10))
-        .build(nats.clone());
+    let js = jetstream_context(&nats);
     provision_stream(&js, shutdown).await?;
     Ok(Connections { pool, nats, js })
+}
+
+/// JetStream context with bounded API and PubAck timeouts, so a lost server surfaces as an error
+/// the relay retries rather than a hang.
+fn jetstream_context(nats: &async_nats::Client) -> jetstream::Context {
+    jetstream::ContextBuilder::new()
+        .timeout(Duration::from_secs(5))
+        .ack_timeout(Duration::from_secs(10))
+        .build(nats.clone())
 }
 
 /// Creates or updates the stream, retrying while JetStream is not available yet.
@@ -139,18 +146,18 @@ pub async fn serve(
         readiness.clone(),
         shutdown.clone(),
     ));
-    let conns = connect_all(&config, &shutdown).await?;
-    tokio::spawn(watch_readiness(
-        conns.pool.clone(),
-        conns.nats.clone(),
-        readiness,
-        shutdown.clone(),
-    ));
-    let relay = tokio::spawn(run_relay_until_stopped(
-        conns.pool.clone(),
-        conns.js.clone(),
-        config.relay(),
+    // Registered before connecting, so /readyz says 503 until both answer.
+    let db_ready = readiness.check("database");
+    let nats_ready = readiness.check("nats");
+    let pool = connect_database(&config.database_url, 10, &shutdown).await?;
+    migrate_database(&pool).await?;
+    tokio::spawn(watch_database(pool.clone(), db_ready, shutdown.clone()));
+    // Runs only need Postgres (the outbox); the relay catches up whenever NATS is reachable.
+    let relay = tokio::spawn(relay_when_connected(
+        config.clone(),
+        pool.clone(),
         metrics.clone(),
+        nats_ready,
         shutdown.clone(),
     ));
     let (tick_tx, tick_rx) = mpsc::channel::<()>(1);
@@ -159,13 +166,7 @@ pub async fn serve(
         tracing::info!(cron = %schedule.expr, tz = %schedule.tz, next = %next.to_rfc3339(), "scheduler started");
     }
     run_scheduled_until_stopped(
-        &conns.pool,
-        &mailer,
-        &config,
-        &schedule,
-        &metrics,
-        tick_rx,
-        &shutdown,
+        &pool, &mailer, &config, &schedule, &metrics, tick_rx, &shutdown,
     )
     .await;
     scheduler.shutdown().await.ok();
@@ -232,23 +233,47 @@ async fn run_scheduled_until_stopped(
     }
 }
 
-/// Keeps `/readyz` honest: database and NATS must answer.
-async fn watch_readiness(
+/// Connects to NATS and provisions the stream (both retried until they succeed), then relays
+/// until shutdown.
+async fn relay_when_connected(
+    config: ProducerConfig,
     pool: PgPool,
-    nats: async_nats::Client,
-    readiness: Readiness,
+    metrics: ProducerMetrics,
+    ready: Arc<AtomicBool>,
     shutdown: CancellationToken,
 ) {
-    let db = readiness.check("database");
-    let broker = readiness.check("nats");
+    let nats = match connect_nats(&config.nats_url, "followup-producer", &shutdown).await {
+        Ok(client) => client,
+        Err(_) => return, // shutdown before NATS answered
+    };
+    let js = jetstream_context(&nats);
+    if provision_stream(&js, &shutdown).await.is_err() {
+        return;
+    }
+    tokio::spawn(watch_nats(nats, ready, shutdown.clone()));
+    run_relay_until_stopped(pool, js, config.relay(), metrics, shutdown).await;
+}
+
+/// Keeps the `database` readiness check honest.
+async fn watch_database(pool: PgPool, ready: Arc<AtomicBool>, shutdown: CancellationToken) {
     loop {
-        let db_ok = sqlx::query("SELECT 1").execute(&pool).await.is_ok();
-        db.store(db_ok, Ordering::Relaxed);
-        let nats_ok = nats.connection_state() == async_nats::connection::State::Connected;
-        broker.store(nats_ok, Ordering::Relaxed);
+        let ok = sqlx::query("SELECT 1").execute(&pool).await.is_ok();
+        ready.store(ok, Ordering::Relaxed);
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+    }
+}
+
+/// Keeps the `nats` readiness check honest.
+async fn watch_nats(nats: async_nats::Client, ready: Arc<AtomicBool>, shutdown: CancellationToken) {
+    loop {
+        let ok = nats.connection_state() == async_nats::connection::State::Connected;
+        ready.store(ok, Ordering::Relaxed);
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
     }
 }

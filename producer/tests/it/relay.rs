@@ -235,3 +235,34 @@ async fn a_row_that_commits_below_the_relay_cursor_is_still_published() {
     shutdown.cancel();
     relay.await.unwrap();
 }
+
+#[tokio::test]
+async fn the_relay_wakes_on_notify_not_on_its_poll() {
+    let db = TestDb::new().await;
+    let nats = NatsServer::start();
+    let js = jetstream_for(&nats.url()).await;
+    ensure_stream(&js).await.unwrap();
+    let shutdown = CancellationToken::new();
+    // A poll interval far beyond the test's patience: only NOTIFY can wake the relay in time.
+    let relay = tokio::spawn(run_relay_until_stopped(
+        db.pool.clone(),
+        js.clone(),
+        RelayConfig {
+            batch_size: 100,
+            window: 8,
+            idle_poll: Duration::from_secs(3600),
+        },
+        ProducerMetrics::new(),
+        shutdown.clone(),
+    ));
+    // Let the relay go idle (it published nothing and waits).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    insert_lead(&db.pool, &LeadSpec::registered(Utc::now())).await;
+    let woke = eventually(Duration::from_secs(10), || async {
+        (stream_len(&js).await == 1).then_some(())
+    })
+    .await;
+    assert!(woke.is_some(), "the insert's NOTIFY woke the relay");
+    shutdown.cancel();
+    relay.await.unwrap();
+}

@@ -90,3 +90,74 @@ async fn serve_runs_on_schedule_relays_and_reports_metrics() {
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test]
+async fn serve_started_while_nats_is_down_runs_and_catches_up() {
+    let db = TestDb::new().await;
+    let mut nats = NatsServer::start();
+    nats.stop();
+    for _ in 0..2 {
+        insert_lead(
+            &db.pool,
+            &LeadSpec::registered(Utc::now() - chrono::Duration::days(4)),
+        )
+        .await;
+    }
+    let cli = Cli::try_parse_from([
+        "followup-producer",
+        "--database-url",
+        &db.url,
+        "--nats-url",
+        &nats.url(),
+        "--followup-cron",
+        "* * * * * *",
+        "serve",
+    ])
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(serve(cli.config, listener, shutdown.clone()));
+
+    let delivered = eventually(Duration::from_secs(20), || async {
+        let n: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM followup_deliveries WHERE status = 'sent'")
+                .fetch_one(&db.pool)
+                .await
+                .ok()?;
+        (n == 2).then_some(())
+    })
+    .await;
+    assert!(delivered.is_some(), "runs go on without NATS");
+    let (status, body) = http_get(addr, "/readyz").await.unwrap();
+    assert_eq!(status, 503);
+    assert!(
+        body.contains("nats"),
+        "readiness names the missing dependency: {body}"
+    );
+
+    nats.restart();
+    let js = jetstream_for(&nats.url()).await;
+    let sent = eventually(Duration::from_secs(40), || async {
+        let Ok(_) = js.get_stream("FOLLOWUP").await else {
+            return None;
+        };
+        let n = stream_events(&js)
+            .await
+            .iter()
+            .filter(|e| e.event.event_type == "lead.followup.sent.v1")
+            .count();
+        (n == 2).then_some(())
+    })
+    .await;
+    assert!(
+        sent.is_some(),
+        "the relay connected later and published the backlog"
+    );
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(15), server)
+        .await
+        .expect("stops")
+        .unwrap()
+        .unwrap();
+}

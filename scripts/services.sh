@@ -78,3 +78,11 @@ ensure_nats_running() {
 ensure_rust() {
   command -v cargo >/dev/null || die "cargo is missing: install Rust ≥ 1.94 (rustup) and run this command again."
 }
+
+# The cockpit's browser test drives Debian's Chromium with Playwright (Node.js).
+ensure_browser() {
+  command -v chromium >/dev/null || apt_install chromium
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    apt_install nodejs npm
+  fi
+}

@@ -8,6 +8,7 @@ source scripts/services.sh
 ensure_rust
 ensure_postgres
 ensure_nats_binary
+ensure_browser
 
 # Leftover databases of earlier, interrupted runs.
 psql "$TEST_DATABASE_URL" -Atc "select datname from pg_database where datname like 'followup_test_%'" \

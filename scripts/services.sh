@@ -86,3 +86,8 @@ ensure_browser() {
     apt_install nodejs npm
   fi
 }
+
+# promtool (Debian's prometheus package) checks and unit-tests the alert rules.
+ensure_promtool() {
+  command -v promtool >/dev/null || apt_install prometheus
+}

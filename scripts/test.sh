@@ -9,6 +9,7 @@ ensure_rust
 ensure_postgres
 ensure_nats_binary
 ensure_browser
+ensure_promtool
 
 # Leftover databases of earlier, interrupted runs.
 psql "$TEST_DATABASE_URL" -Atc "select datname from pg_database where datname like 'followup_test_%'" \
@@ -18,5 +19,8 @@ log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+log "promtool: alert rules"
+promtool check rules deploy/prometheus/rules/*.yml
+promtool test rules deploy/prometheus/tests/*.test.yml
 log "cargo test"
 cargo test --workspace

@@ -6,7 +6,8 @@ use async_nats::jetstream;
 use chrono::{DateTime, Utc};
 use followup_contract::{CloudEvent, STREAM_NAME};
 use followup_producer::{
-    Mailer, ProducerMetrics, RunOutcome, RunReport, RunRequest, RunTrigger, execute_run,
+    Delivery, Mailer, ProducerMetrics, Renderer, RetryPolicy, RunOutcome, RunReport, RunRequest,
+    RunTrigger, UnsubscribeLinks, execute_run,
 };
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -68,27 +69,58 @@ pub async fn insert_lead(pool: &PgPool, spec: &LeadSpec) -> i64 {
     .expect("insert lead")
 }
 
-/// Runs the producer's run in-process with an injected clock.
-pub async fn run_at(pool: &PgPool, now: DateTime<Utc>) -> RunReport {
+/// The key unsubscribe links are signed with in tests.
+pub const UNSUBSCRIBE_SECRET: &str = "test-unsubscribe-secret-0123456789";
+/// Where unsubscribe links point in tests.
+pub const UNSUBSCRIBE_BASE_URL: &str = "https://crm.test/followup";
+
+/// The built-in templates, test links, fast retries.
+pub fn delivery_with(mailer: Mailer) -> Delivery {
+    let links = UnsubscribeLinks::new(UNSUBSCRIBE_BASE_URL, UNSUBSCRIBE_SECRET.as_bytes().to_vec());
+    Delivery {
+        mailer,
+        renderer: std::sync::Arc::new(Renderer::embedded(links).expect("built-in templates")),
+        retry: RetryPolicy {
+            base: Duration::from_millis(50),
+            max_attempts: 5,
+            max_delay: Duration::from_millis(400),
+            concurrency: 16,
+        },
+        claim_timeout: Duration::from_secs(30),
+    }
+}
+
+/// Runs a run in-process with an injected clock and `delivery`.
+pub async fn run_with(
+    pool: &PgPool,
+    delivery: &Delivery,
+    metrics: &ProducerMetrics,
+    now: DateTime<Utc>,
+) -> RunReport {
     let request = RunRequest {
         trigger: RunTrigger::Manual,
         now,
         tz: chrono_tz::Europe::Berlin,
         batch_size: 7,
     };
-    match execute_run(
-        pool,
-        &Mailer::Log,
-        &ProducerMetrics::new(),
-        &request,
-        &CancellationToken::new(),
-    )
-    .await
-    .expect("run")
+    match execute_run(pool, delivery, metrics, &request, &CancellationToken::new())
+        .await
+        .expect("run")
     {
         RunOutcome::Completed(report) => report,
         other => panic!("unexpected outcome {other:?}"),
     }
+}
+
+/// Runs the producer's run in-process with an injected clock and the log mailer.
+pub async fn run_at(pool: &PgPool, now: DateTime<Utc>) -> RunReport {
+    run_with(
+        pool,
+        &delivery_with(Mailer::Log),
+        &ProducerMetrics::new(),
+        now,
+    )
+    .await
 }
 
 pub async fn jetstream_for(url: &str) -> jetstream::Context {

@@ -132,11 +132,18 @@ impl<'a> Sender<'a> {
         let mut attempts: u32 = 0;
         let mut tried = false;
         loop {
-            if let Some(until) = self.gate.closed_until() {
-                if !self.sleep_until(until).await {
-                    return (pending, Settled::Released);
+            // While the server is unavailable only one delivery at a time probes it; the others
+            // wait for the probe's verdict.
+            let probe = loop {
+                match self.gate.pass(self.policy) {
+                    Pass::Go(probe) => break probe,
+                    Pass::WaitUntil(until) => {
+                        if !self.sleep_until(until).await {
+                            return (pending, Settled::Released);
+                        }
+                    }
                 }
-            }
+            };
             if self.shutdown.is_cancelled() {
                 return (pending, Settled::Released);
             }
@@ -156,9 +163,16 @@ impl<'a> Sender<'a> {
                 self.mailer.send(&pending.email).await
             };
             tried = true;
-            let error = match result {
+            // The verdict on the server's availability, given before the probe token goes.
+            match &result {
+                Err(SendError::Unavailable(reason)) => {
+                    self.gate.close(self.policy, self.metrics, reason)
+                }
+                _ => self.gate.open(self.metrics),
+            }
+            drop(probe);
+            match result {
                 Ok(()) => {
-                    self.gate.open(self.metrics);
                     return (
                         pending,
                         Settled::Sent {
@@ -166,18 +180,14 @@ impl<'a> Sender<'a> {
                         },
                     );
                 }
-                Err(error) => error,
-            };
-            match &error {
-                SendError::Unavailable(reason) => {
-                    self.gate.close(self.policy, self.metrics, reason);
+                Err(SendError::Unavailable(_)) => {
+                    // Not an attempt: wait for the gate and try again.
                     self.metrics
                         .delivery_retries
                         .with_label_values(&["unavailable"])
                         .inc();
                 }
-                SendError::Temporary(reason) => {
-                    self.gate.open(self.metrics);
+                Err(SendError::Temporary(reason)) => {
                     attempts += 1;
                     if attempts >= self.policy.max_attempts {
                         return (
@@ -201,13 +211,12 @@ impl<'a> Sender<'a> {
                         return (pending, Settled::Released);
                     }
                 }
-                SendError::Permanent(reason) => {
-                    self.gate.open(self.metrics);
+                Err(SendError::Permanent(reason)) => {
                     return (
                         pending,
                         Settled::Failed {
                             attempts: attempts as i32 + 1,
-                            reason: reason.clone(),
+                            reason,
                         },
                     );
                 }
@@ -252,35 +261,72 @@ const STILL_ELIGIBLE_T7: &str = "SELECT EXISTS (SELECT 1 FROM leads WHERE id = $
     AND NOT t7_followup_sent
     AND metadata -> 'emailConsent' = 'true'::jsonb AND COALESCE(btrim(email), '') <> '')";
 
-/// Shared "the server is unavailable" state: one backoff for all deliveries of a run, so an
-/// outage costs one probe per wait instead of one per waiting delivery and per wait.
+/// Shared "the server is unavailable" state: one backoff for all deliveries of a run, and one
+/// probe per wait, so an outage costs one connection attempt per wait instead of one per waiting
+/// delivery.
 #[derive(Default)]
 struct OutageGate {
-    state: Mutex<GateState>,
+    state: Arc<Mutex<GateState>>,
 }
 
 #[derive(Default)]
 struct GateState {
-    /// Set while the server is considered unavailable: nobody attempts before this instant.
-    until: Option<Instant>,
-    /// Consecutive unavailable probes.
+    /// Consecutive unavailable probes; 0 while the server is considered available.
     failures: u32,
+    /// Nobody attempts before this instant.
+    until: Option<Instant>,
+    /// A delivery is probing the server after a wait.
+    probing: bool,
 }
 
+/// The gate's answer to a delivery that wants to attempt.
+enum Pass {
+    /// Go ahead; with a probe token when this attempt probes an unavailable server.
+    Go(Option<ProbeToken>),
+    WaitUntil(Instant),
+}
+
+/// Held by the one delivery probing the server; dropping it lets the next one probe (should the
+/// prober end without an attempt, e.g. at shutdown).
+struct ProbeToken(Arc<Mutex<GateState>>);
+
+impl Drop for ProbeToken {
+    fn drop(&mut self) {
+        if let Ok(mut state) = self.0.lock() {
+            state.probing = false;
+        }
+    }
+}
+
+/// How often waiting deliveries look whether a running probe has settled.
+const PROBE_POLL: Duration = Duration::from_millis(50);
+
 impl OutageGate {
-    fn closed_until(&self) -> Option<Instant> {
-        let state = self.state.lock().expect("gate lock");
-        state.until.filter(|u| *u > Instant::now())
+    fn pass(&self, policy: &RetryPolicy) -> Pass {
+        let mut state = self.state.lock().expect("gate lock");
+        if state.failures == 0 {
+            return Pass::Go(None);
+        }
+        let now = Instant::now();
+        if let Some(until) = state.until.filter(|u| *u > now) {
+            return Pass::WaitUntil(until);
+        }
+        if state.probing {
+            return Pass::WaitUntil(now + PROBE_POLL.min(policy.base));
+        }
+        state.probing = true;
+        Pass::Go(Some(ProbeToken(self.state.clone())))
     }
 
     fn close(&self, policy: &RetryPolicy, metrics: &ProducerMetrics, reason: &str) {
         let mut state = self.state.lock().expect("gate lock");
         let now = Instant::now();
-        // Failures of attempts that started before the current wait was set do not extend it.
+        // Attempts that started before the current wait was set do not extend it.
         if state.until.is_some_and(|u| u > now) {
             return;
         }
         state.failures += 1;
+        state.probing = false;
         let wait = policy.backoff(state.failures);
         state.until = Some(now + wait);
         metrics.mailer_unavailable.set(1);
@@ -298,8 +344,7 @@ impl OutageGate {
                 "mail server available again; deliveries resume"
             );
         }
-        state.until = None;
-        state.failures = 0;
+        *state = GateState::default();
         metrics.mailer_unavailable.set(0);
     }
 }

@@ -299,7 +299,19 @@ impl Renderer {
                     metadata: serde_json::json!({"emailConsent": true}),
                 };
                 for kind in [FollowupKind::T3, FollowupKind::T7] {
-                    let email = self.render(&lead, kind, now)?;
+                    let email = self.render(&lead, kind, now).map_err(|e| match e {
+                        TemplateError::Render {
+                            template, reason, ..
+                        } => TemplateError::Invalid {
+                            template,
+                            reason: format!(
+                                "does not render for a sample lead (territory {}, contact person {}): {reason}",
+                                territory.unwrap_or("none"),
+                                if contact.is_some() { "set" } else { "empty" }
+                            ),
+                        },
+                        other => other,
+                    })?;
                     let (subject, body) = names(kind);
                     if email.subject.is_empty() {
                         return Err(TemplateError::EmptySubject {

@@ -176,3 +176,79 @@ pub async fn outbox_state(pool: &PgPool) -> (i64, i64) {
     .await
     .expect("outbox state")
 }
+
+/// A lead with every field the e-mail uses chosen by the test.
+#[derive(Debug, Clone)]
+pub struct MailLead {
+    pub company: &'static str,
+    pub contact: Option<&'static str>,
+    pub email: &'static str,
+    pub business_type: Option<&'static str>,
+    pub territory: &'static str,
+    pub metadata: serde_json::Value,
+    pub registered_at: DateTime<Utc>,
+    pub t3_sent: bool,
+}
+
+impl MailLead {
+    /// An ACTIVE lead with consent, registered at `at`.
+    pub fn new(email: &'static str, at: DateTime<Utc>) -> MailLead {
+        MailLead {
+            company: "Gasthaus Test",
+            contact: Some("Frau Test"),
+            email,
+            business_type: Some("RESTAURANT"),
+            territory: "DE",
+            metadata: serde_json::json!({ "emailConsent": true }),
+            registered_at: at,
+            t3_sent: false,
+        }
+    }
+}
+
+pub async fn insert_mail_lead(pool: &PgPool, lead: &MailLead) -> i64 {
+    sqlx::query_scalar(
+        "INSERT INTO leads (company_name, contact_person, email, business_type, territory_id, status,
+                            owner_user_id, registered_at, t3_followup_sent, metadata)
+         VALUES ($1, $2, $3, $4, $5, 'ACTIVE', 'u1', $6, $7, $8)
+         RETURNING id",
+    )
+    .bind(lead.company)
+    .bind(lead.contact)
+    .bind(lead.email)
+    .bind(lead.business_type)
+    .bind(lead.territory)
+    .bind(lead.registered_at)
+    .bind(lead.t3_sent)
+    .bind(&lead.metadata)
+    .fetch_one(pool)
+    .await
+    .expect("insert lead")
+}
+
+/// An SMTP mailer for `url` with a short timeout.
+pub fn smtp_mailer(url: &str) -> Mailer {
+    Mailer::smtp(&followup_producer::mailer::SmtpSettings {
+        url: url.to_owned(),
+        from: "FreshPlan Test <followup@freshplan.test>".to_owned(),
+        timeout: Duration::from_secs(5),
+        pool_size: 16,
+    })
+    .expect("SMTP mailer")
+}
+
+/// `(status, attempts, reason)` of each delivery record of `lead_id` and `kind`.
+pub async fn delivery_of(
+    pool: &PgPool,
+    lead_id: i64,
+    kind: &str,
+) -> Option<(String, i32, Option<String>)> {
+    sqlx::query_as(
+        "SELECT status, attempts, reason FROM followup_deliveries WHERE lead_id = $1 AND kind = $2",
+    )
+    .bind(lead_id)
+    .bind(kind)
+    .fetch_optional(pool)
+    .await
+    .expect("delivery record")
+}

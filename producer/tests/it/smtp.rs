@@ -636,3 +636,58 @@ async fn run_once_with_mailer_smtp_delivers_and_refuses_bad_settings_at_start_up
         Some(("sent".into(), 1, None))
     );
 }
+
+#[tokio::test]
+async fn shutdown_while_the_server_is_down_leaves_the_follow_ups_due() {
+    let db = TestDb::new().await;
+    let mut smtp = SmtpServer::start();
+    smtp.stop();
+    let delivery = delivery_with(smtp_mailer(&smtp.url()));
+    let metrics = ProducerMetrics::new();
+    let now = Utc::now();
+    let at = now - chrono::Duration::days(4);
+    let a = insert_mail_lead(&db.pool, &MailLead::new("a@example.test", at)).await;
+    let b = insert_mail_lead(&db.pool, &MailLead::new("b@example.test", at)).await;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let request = followup_producer::RunRequest {
+        trigger: followup_producer::RunTrigger::Manual,
+        now,
+        tz: chrono_tz::Europe::Berlin,
+        batch_size: 10,
+    };
+    let run = {
+        let (pool, delivery, metrics, shutdown) = (
+            db.pool.clone(),
+            delivery.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+        );
+        tokio::spawn(async move {
+            followup_producer::execute_run(&pool, &delivery, &metrics, &request, &shutdown).await
+        })
+    };
+    let waiting = eventually(Duration::from_secs(20), || async {
+        (metrics.mailer_unavailable.get() == 1).then_some(())
+    })
+    .await;
+    assert!(waiting.is_some());
+    shutdown.cancel();
+    let outcome = tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .expect("shutdown ends the wait")
+        .unwrap()
+        .unwrap();
+    let followup_producer::RunOutcome::Completed(report) = outcome else {
+        panic!("manual run")
+    };
+    assert_eq!((report.t3_count, report.error_count), (0, 0));
+    for id in [a, b] {
+        assert_eq!(delivery_of(&db.pool, id, "t3").await, None, "claim released");
+    }
+
+    // The next run, server back, delivers both.
+    smtp.restart();
+    let report = run_with(&db.pool, &delivery, &ProducerMetrics::new(), now).await;
+    assert_eq!(report.t3_count, 2);
+    assert_eq!(smtp.accepted().len(), 2);
+}

@@ -1,7 +1,8 @@
 //! Runtime plumbing shared by the three binaries: connecting to Postgres and applying the
 //! migrations, connecting to NATS and provisioning the `FOLLOWUP` stream from the `nats/`
 //! definitions, the small operational HTTP server (`/metrics`, `/healthz`, `/readyz`), shutdown on
-//! SIGINT/SIGTERM, logging set-up, and withdrawing e-mail consent (the unsubscribe link). Domain logic lives in the service crates.
+//! SIGINT/SIGTERM, logging set-up, and withdrawing e-mail consent (the unsubscribe link). Domain
+//! logic lives in the service crates.
 
 pub mod consent;
 pub mod db;

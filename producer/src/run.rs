@@ -210,6 +210,8 @@ async fn deliver_all(
         let settled = settle(&mut flight, true, limit).await;
         record_settled(pool, delivery, metrics, request, run_id, settled, report).await?;
     }
+    // Nobody of this run waits any more.
+    metrics.mailer_unavailable.set(0);
     Ok(())
 }
 

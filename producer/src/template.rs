@@ -285,43 +285,54 @@ impl Renderer {
                 });
             }
         }
-        let now = chrono::Utc::now().with_timezone(&chrono_tz::Europe::Berlin);
+        use chrono::TimeZone;
+        // Every branch a template may take on the data: territory, contact person, business
+        // type, month (season).
         for territory in [Some("DE"), Some("CH"), None] {
             for contact in [Some("Frau Muster"), None] {
-                let lead = DueLead {
-                    id: 1,
-                    company_name: "Muster GmbH".into(),
-                    contact_person: contact.map(str::to_owned),
-                    email: Some("muster@example.com".into()),
-                    business_type: Some("RESTAURANT".into()),
-                    territory_id: territory.map(str::to_owned),
-                    owner_user_id: None,
-                    metadata: serde_json::json!({"emailConsent": true}),
-                };
-                for kind in [FollowupKind::T3, FollowupKind::T7] {
-                    let email = self.render(&lead, kind, now).map_err(|e| match e {
-                        TemplateError::Render {
-                            template, reason, ..
-                        } => TemplateError::Invalid {
-                            template,
-                            reason: format!(
-                                "does not render for a sample lead (territory {}, contact person {}): {reason}",
-                                territory.unwrap_or("none"),
-                                if contact.is_some() { "set" } else { "empty" }
-                            ),
-                        },
-                        other => other,
-                    })?;
-                    let (subject, body) = names(kind);
-                    if email.subject.is_empty() {
-                        return Err(TemplateError::EmptySubject {
-                            template: subject.to_owned(),
-                        });
-                    }
-                    if !email.body.contains(&email.unsubscribe_url) {
-                        return Err(TemplateError::NoUnsubscribeLink {
-                            template: body.to_owned(),
-                        });
+                for business_type in [Some("RESTAURANT"), None] {
+                    for month in 1..=12 {
+                        let lead = DueLead {
+                            id: 1,
+                            company_name: "Muster GmbH".into(),
+                            contact_person: contact.map(str::to_owned),
+                            email: Some("muster@example.com".into()),
+                            business_type: business_type.map(str::to_owned),
+                            territory_id: territory.map(str::to_owned),
+                            owner_user_id: None,
+                            metadata: serde_json::json!({"emailConsent": true}),
+                        };
+                        let now = chrono_tz::Europe::Berlin
+                            .with_ymd_and_hms(2026, month, 15, 9, 0, 0)
+                            .single()
+                            .expect("a plain local time");
+                        for kind in [FollowupKind::T3, FollowupKind::T7] {
+                            let email = self.render(&lead, kind, now).map_err(|e| match e {
+                                TemplateError::Render {
+                                    template, reason, ..
+                                } => TemplateError::Invalid {
+                                    template,
+                                    reason: format!(
+                                        "does not render for a sample lead (territory {}, contact person {}, business type {}, month {month}): {reason}",
+                                        territory.unwrap_or("none"),
+                                        if contact.is_some() { "set" } else { "empty" },
+                                        business_type.unwrap_or("none"),
+                                    ),
+                                },
+                                other => other,
+                            })?;
+                            let (subject, body) = names(kind);
+                            if email.subject.is_empty() {
+                                return Err(TemplateError::EmptySubject {
+                                    template: subject.to_owned(),
+                                });
+                            }
+                            if !email.body.contains(&email.unsubscribe_url) {
+                                return Err(TemplateError::NoUnsubscribeLink {
+                                    template: body.to_owned(),
+                                });
+                            }
+                        }
                     }
                 }
             }
@@ -574,6 +585,14 @@ mod tests {
             matches!(err, TemplateError::NoUnsubscribeLink { .. }),
             "{err}"
         );
+
+        // Fails only in November and December: found at start-up all the same.
+        let dir = dir_with(&[(
+            SUBJECT_T7,
+            "{% if season == 'christmas' %}{{ company.xmas }}{% else %}Hallo{% endif %}",
+        )]);
+        let err = Renderer::from_dir(dir.path(), links()).unwrap_err();
+        assert!(err.to_string().contains("month 11"), "{err}");
 
         let dir = dir_with(&[(BODY_T3, "{% if %}")]);
         let err = Renderer::from_dir(dir.path(), links()).unwrap_err();

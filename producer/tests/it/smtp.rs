@@ -682,7 +682,11 @@ async fn shutdown_while_the_server_is_down_leaves_the_follow_ups_due() {
     };
     assert_eq!((report.t3_count, report.error_count), (0, 0));
     for id in [a, b] {
-        assert_eq!(delivery_of(&db.pool, id, "t3").await, None, "claim released");
+        assert_eq!(
+            delivery_of(&db.pool, id, "t3").await,
+            None,
+            "claim released"
+        );
     }
 
     // The next run, server back, delivers both.

@@ -91,3 +91,14 @@ ensure_browser() {
 ensure_promtool() {
   command -v promtool >/dev/null || apt_install prometheus
 }
+
+# The producer's SMTP tests start a real SMTP server: Python 3 with aiosmtpd. pip first (works for
+# pyenv/venv interpreters); Debian's python3-aiosmtpd for a system python that refuses pip.
+ensure_aiosmtpd() {
+  command -v python3 >/dev/null || apt_install python3 python3-pip
+  python3 -c 'import aiosmtpd' 2>/dev/null && return
+  log "installing aiosmtpd for the SMTP test server"
+  python3 -m pip install --quiet aiosmtpd >/dev/null 2>&1 || apt_install python3-aiosmtpd
+  python3 -c 'import aiosmtpd' 2>/dev/null \
+    || die "aiosmtpd is missing: run python3 -m pip install aiosmtpd and run this command again."
+}

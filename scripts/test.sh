@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check and test of the project: formatting, clippy, and the whole workspace's tests
-# against real PostgreSQL and private nats-servers. Installs/starts what is missing.
+# against real PostgreSQL, private nats-servers and a real SMTP server (Python aiosmtpd).
+# Installs/starts what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/services.sh
@@ -10,6 +11,7 @@ ensure_postgres
 ensure_nats_binary
 ensure_browser
 ensure_promtool
+ensure_aiosmtpd
 
 # Leftover databases of earlier, interrupted runs.
 psql "$TEST_DATABASE_URL" -Atc "select datname from pg_database where datname like 'followup_test_%'" \

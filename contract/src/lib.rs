@@ -1,12 +1,14 @@
 //! The public event contract of the follow-up pipeline, shared by the producer, the projector,
 //! the gateway and their tests: CloudEvents envelope and payload types, subjects, idempotency
-//! keys and the JetStream stream/consumer definitions kept in `nats/`. This crate does no I/O;
+//! keys, the JetStream stream/consumer definitions kept in `nats/`, and the signing of unsubscribe
+//! links (pure HMAC, so producer and gateway agree). This crate does no I/O;
 //! other modules of the CRM may depend on it to read the stream.
 
 mod envelope;
 mod events;
 mod keys;
 mod nats;
+mod unsubscribe;
 
 pub use envelope::{CloudEvent, ContractError, EventType, parse_event};
 pub use events::{
@@ -16,6 +18,10 @@ pub use keys::{change_key, failed_key, run_key, sent_key};
 pub use nats::{
     COCKPIT_CHANGED_SUBJECT, CONSUMER_DEFINITIONS, CONTENT_TYPE, PROJECTOR_CONSUMER,
     STREAM_DEFINITION, STREAM_NAME, STREAM_SUBJECTS,
+};
+pub use unsubscribe::{
+    UNSUBSCRIBE_PATH, UnsubscribeError, UnsubscribeParams, unsubscribe_signature, unsubscribe_url,
+    verify_unsubscribe_signature,
 };
 
 /// CloudEvents `source` of every event this pipeline publishes.

@@ -1,14 +1,17 @@
 //! Runtime plumbing shared by the three binaries: connecting to Postgres and applying the
 //! migrations, connecting to NATS and provisioning the `FOLLOWUP` stream from the `nats/`
 //! definitions, the small operational HTTP server (`/metrics`, `/healthz`, `/readyz`), shutdown on
-//! SIGINT/SIGTERM, and logging set-up. Domain logic lives in the service crates.
+//! SIGINT/SIGTERM, logging set-up, and withdrawing e-mail consent (the unsubscribe link). Domain
+//! logic lives in the service crates.
 
+pub mod consent;
 pub mod db;
 pub mod nats;
 pub mod ops;
 pub mod shutdown;
 pub mod telemetry;
 
+pub use consent::{ConsentWithdrawal, withdraw_consent};
 pub use db::{connect_database, migrate_database};
 pub use nats::{connect_nats, ensure_stream};
 pub use ops::{Readiness, serve_ops};

@@ -19,7 +19,10 @@ use followup_contract::STREAM_NAME;
 use followup_infra::ensure_stream;
 use followup_producer::relay::{OutboxRow, RelayConfig, encode_event, subject_for};
 use followup_producer::relay_loop::run_relay_until_stopped;
-use followup_producer::{Mailer, ProducerMetrics, RunOutcome, RunRequest, RunTrigger, execute_run};
+use followup_producer::{
+    Delivery, Mailer, ProducerMetrics, Renderer, RetryPolicy, RunOutcome, RunRequest, RunTrigger,
+    UnsubscribeLinks, execute_run,
+};
 use followup_testkit::{NatsServer, TestDb};
 use tokio_util::sync::CancellationToken;
 
@@ -169,7 +172,18 @@ async fn bench_run(leads: usize, due: usize) -> (f64, i64) {
         .await
         .unwrap();
     let dir = tempfile_dir();
-    let mailer = Mailer::log_file(&dir.join("mails.jsonl")).unwrap();
+    let delivery = Delivery {
+        mailer: Mailer::log_file(&dir.join("mails.jsonl")).unwrap(),
+        renderer: std::sync::Arc::new(
+            Renderer::embedded(UnsubscribeLinks::new(
+                "https://crm.example.com",
+                b"bench secret".to_vec(),
+            ))
+            .unwrap(),
+        ),
+        retry: RetryPolicy::default(),
+        claim_timeout: Duration::from_secs(300),
+    };
     let request = RunRequest {
         trigger: RunTrigger::Manual,
         now: Utc::now(),
@@ -179,7 +193,7 @@ async fn bench_run(leads: usize, due: usize) -> (f64, i64) {
     let started = Instant::now();
     let outcome = execute_run(
         &db.pool,
-        &mailer,
+        &delivery,
         &ProducerMetrics::new(),
         &request,
         &CancellationToken::new(),

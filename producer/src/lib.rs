@@ -6,6 +6,7 @@
 //! [`run_once`].
 
 pub mod config;
+pub mod delivery;
 pub mod due;
 pub mod mailer;
 pub mod metrics;
@@ -18,7 +19,9 @@ pub mod service;
 pub mod template;
 
 pub use config::{Cli, Command, ProducerConfig};
+pub use delivery::{Delivery, RetryPolicy};
 pub use mailer::Mailer;
 pub use metrics::ProducerMetrics;
 pub use run::{RunOutcome, RunReport, RunRequest, RunTrigger, execute_run};
-pub use service::{run_once, serve};
+pub use service::{delivery_for, run_once, serve};
+pub use template::{Renderer, UnsubscribeLinks};

@@ -1,21 +1,34 @@
 //! Mailers deliver rendered follow-ups. The outcome says whether the server accepted the
-//! message: only an accepted message is recorded as sent.
+//! message: only an accepted message is recorded as sent. Retrying is the caller's business
+//! ([`crate::delivery`]); a mailer makes exactly one attempt per call.
 
 use std::io::Write;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use lettre::message::header::{ContentType, HeaderName, HeaderValue};
+use lettre::message::{Mailbox, Message};
+use lettre::transport::smtp::PoolConfig;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
 use crate::template::Email;
 
 /// Why a delivery did not go through.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SendError {
-    /// Worth retrying (4xx, connection refused, timeout).
+    /// The server answered this message with a transient reply (4xx) or a garbled one: worth
+    /// retrying, and each such answer counts as an attempt.
     #[error("temporary delivery failure: {0}")]
     Temporary(String),
     /// Retrying will not help (5xx, invalid address).
     #[error("permanent delivery failure: {0}")]
     Permanent(String),
+    /// The server cannot take mail at all right now: connection refused or reset, timeout, TLS
+    /// or authentication failure. Not this message's fault, so it does not count as an attempt:
+    /// deliveries wait until the server is back.
+    #[error("mail server unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// The configured mailer. An enum rather than a trait object: the set is closed and known.
@@ -25,6 +38,36 @@ pub enum Mailer {
     Log,
     /// Writes each e-mail as one JSON line to a file (`MAILER_LOG_FILE`), appending.
     LogFile(Arc<Mutex<std::io::BufWriter<std::fs::File>>>),
+    /// Delivers over SMTP (`SMTP_URL`).
+    Smtp(Arc<SmtpMailer>),
+}
+
+/// SMTP delivery through lettre's async transport, with a connection pool.
+pub struct SmtpMailer {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    from: Mailbox,
+}
+
+impl std::fmt::Debug for SmtpMailer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The transport holds the credentials of SMTP_URL: never print it.
+        f.debug_struct("SmtpMailer")
+            .field("from", &self.from.to_string())
+            .finish_non_exhaustive()
+    }
+}
+
+/// SMTP settings (from `SMTP_URL`, `SMTP_FROM`, `SMTP_TIMEOUT_MS`).
+#[derive(Clone)]
+pub struct SmtpSettings {
+    /// `smtp://host:port` (plain, for local relays), `smtp://host:port?tls=required` (STARTTLS),
+    /// `smtps://host:port` (implicit TLS); `user:password@` for authentication.
+    pub url: String,
+    pub from: String,
+    /// Connect and per-command timeout.
+    pub timeout: Duration,
+    /// Connections kept open at most (one per concurrent delivery).
+    pub pool_size: u32,
 }
 
 impl Mailer {
@@ -39,8 +82,28 @@ impl Mailer {
         ))))
     }
 
-    /// Flushes buffered output; a run calls it before committing a batch, so every e-mail it
-    /// records as sent has been written.
+    /// An SMTP mailer. Validates the URL and the sender; connects lazily (the server may be down
+    /// at start-up, deliveries wait for it).
+    pub fn smtp(settings: &SmtpSettings) -> Result<Mailer, String> {
+        let from: Mailbox = settings
+            .from
+            .parse()
+            .map_err(|e| format!("SMTP_FROM {:?} is not a mailbox: {e}", settings.from))?;
+        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(&settings.url)
+            .map_err(|e| format!("SMTP_URL is not usable: {e}"))?
+            .timeout(Some(settings.timeout))
+            .pool_config(
+                PoolConfig::new()
+                    .max_size(settings.pool_size.max(1))
+                    .idle_timeout(Duration::from_secs(30)),
+            )
+            .build();
+        Ok(Mailer::Smtp(Arc::new(SmtpMailer { transport, from })))
+    }
+
+    /// Flushes buffered output; a run calls it before recording deliveries as sent, so every
+    /// e-mail it records has been written. SMTP has nothing to flush: the server's reply is the
+    /// acceptance.
     pub fn flush(&self) -> Result<(), SendError> {
         match self {
             Mailer::Log => std::io::stdout()
@@ -51,10 +114,11 @@ impl Mailer {
                 .map_err(|_| SendError::Temporary("mail log poisoned".into()))?
                 .flush()
                 .map_err(|e| SendError::Temporary(format!("mail log: {e}"))),
+            Mailer::Smtp(_) => Ok(()),
         }
     }
 
-    /// Delivers one e-mail.
+    /// One delivery attempt.
     pub async fn send(&self, email: &Email) -> Result<(), SendError> {
         match self {
             Mailer::Log => {
@@ -71,6 +135,73 @@ impl Mailer {
                     .map_err(|_| SendError::Temporary("mail log poisoned".into()))?;
                 writeln!(out, "{line}").map_err(|e| SendError::Temporary(format!("mail log: {e}")))
             }
+            Mailer::Smtp(smtp) => {
+                let message = smtp.message(email)?;
+                smtp.transport
+                    .send(message)
+                    .await
+                    .map(|_| ())
+                    .map_err(classify)
+            }
         }
     }
+}
+
+impl SmtpMailer {
+    /// The MIME message: plain text UTF-8, the stable Message-ID, and RFC 2369/8058
+    /// `List-Unsubscribe` headers pointing at the signed link.
+    fn message(&self, email: &Email) -> Result<Message, SendError> {
+        let to: Mailbox = email.to.parse().map_err(|e| {
+            SendError::Permanent(format!("invalid recipient address {:?}: {e}", email.to))
+        })?;
+        Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(email.subject.clone())
+            .message_id(Some(email.message_id.clone()))
+            .date_now()
+            .header(ContentType::TEXT_PLAIN)
+            .raw_header(HeaderValue::new(
+                HeaderName::new_from_ascii_str("List-Unsubscribe"),
+                format!("<{}>", email.unsubscribe_url),
+            ))
+            .raw_header(HeaderValue::new(
+                HeaderName::new_from_ascii_str("List-Unsubscribe-Post"),
+                "List-Unsubscribe=One-Click".to_owned(),
+            ))
+            .body(email.body.clone())
+            .map_err(|e| SendError::Permanent(format!("cannot build the message: {e}")))
+    }
+}
+
+/// SMTP reply codes that say "this sender may not send", not "this message is refused":
+/// authentication required / failed / too weak / needs encryption, and temporary auth failure.
+const SENDER_LEVEL_CODES: [u16; 5] = [454, 530, 534, 535, 538];
+
+/// Sorts a lettre error into the retry classes.
+fn classify(err: lettre::transport::smtp::Error) -> SendError {
+    let text = error_text(&err);
+    match err.status().map(u16::from) {
+        Some(code) if SENDER_LEVEL_CODES.contains(&code) => SendError::Unavailable(text),
+        Some(_) if err.is_permanent() => SendError::Permanent(text),
+        Some(_) => SendError::Temporary(text),
+        // A reply we could not parse: the server talked to us, count it as an attempt.
+        None if err.is_response() => SendError::Temporary(text),
+        // Connection, network, timeout, TLS, STARTTLS/auth mechanism missing, pool shut down.
+        None => SendError::Unavailable(text),
+    }
+}
+
+/// The error with its sources, on one line (lettre's Display omits nested causes).
+fn error_text(err: &lettre::transport::smtp::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(inner) = source {
+        let more = inner.to_string();
+        if !text.contains(&more) {
+            text.push_str(&format!(": {more}"));
+        }
+        source = inner.source();
+    }
+    text.replace(['\r', '\n'], " ")
 }

@@ -10,8 +10,14 @@ pub struct ProducerMetrics {
     pub processed: IntCounterVec,
     /// `followup_skipped_total{kind}`: due leads skipped for missing e-mail or consent.
     pub skipped: IntCounterVec,
-    /// `followup_errors_total`: follow-ups that finally failed, and runs that aborted.
+    /// `followup_errors_total`: follow-ups that finally failed, follow-ups that could not be
+    /// rendered, and runs that aborted.
     pub errors: IntCounter,
+    /// `followup_delivery_retries_total{cause}`: attempts that will be retried, by cause
+    /// (`temporary`: 4xx reply; `unavailable`: server unreachable, timeout, TLS, auth).
+    pub delivery_retries: IntCounterVec,
+    /// `followup_mailer_unavailable`: 1 while deliveries wait for an unavailable mail server.
+    pub mailer_unavailable: IntGauge,
     /// `followup_processing_duration_seconds`: duration of a whole run.
     pub run_duration: Histogram,
     /// `followup_runs_total{outcome}`: completed, skipped_slot (another replica ran it), failed.
@@ -48,6 +54,19 @@ impl ProducerMetrics {
         let errors = IntCounter::new(
             "followup_errors_total",
             "Follow-ups that finally failed, and failed runs",
+        )
+        .expect("metric");
+        let delivery_retries = IntCounterVec::new(
+            Opts::new(
+                "followup_delivery_retries_total",
+                "Delivery attempts that failed and will be retried, by cause",
+            ),
+            &["cause"],
+        )
+        .expect("metric");
+        let mailer_unavailable = IntGauge::new(
+            "followup_mailer_unavailable",
+            "1 while deliveries wait for an unavailable mail server",
         )
         .expect("metric");
         let run_duration = Histogram::with_opts(
@@ -102,6 +121,9 @@ impl ProducerMetrics {
             processed.with_label_values(&["email", kind]);
             skipped.with_label_values(&[kind]);
         }
+        for cause in ["temporary", "unavailable"] {
+            delivery_retries.with_label_values(&[cause]);
+        }
         for outcome in ["completed", "skipped_slot", "failed"] {
             runs.with_label_values(&[outcome]);
         }
@@ -110,6 +132,8 @@ impl ProducerMetrics {
             processed,
             skipped,
             errors,
+            delivery_retries,
+            mailer_unavailable,
             run_duration,
             runs,
             last_run,
@@ -125,6 +149,10 @@ impl ProducerMetrics {
         r.register(Box::new(metrics.skipped.clone()))
             .expect("register");
         r.register(Box::new(metrics.errors.clone()))
+            .expect("register");
+        r.register(Box::new(metrics.delivery_retries.clone()))
+            .expect("register");
+        r.register(Box::new(metrics.mailer_unavailable.clone()))
             .expect("register");
         r.register(Box::new(metrics.run_duration.clone()))
             .expect("register");

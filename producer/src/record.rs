@@ -1,5 +1,10 @@
 //! Recording delivery outcomes: in the caller's transaction, the lead's flags, the CRM activity,
 //! the delivery record and the outbox event are written together, set-based for a whole batch.
+//!
+//! A delivery record exists from the claim on (`pending`, see [`crate::due`]); recording turns this
+//! run's pending record into `sent` or `failed`. Only follow-ups whose pending record still belongs
+//! to this run are recorded: if a later run took the claim over as stale (this run looked dead),
+//! that run sends and records it, and this run's outcome is logged and dropped.
 
 use chrono::{DateTime, Utc};
 use followup_contract::{
@@ -29,10 +34,12 @@ pub struct FailedFollowup {
 const MARK_T3: &str =
     "UPDATE leads SET t3_followup_sent = TRUE, followup_count = followup_count + 1,
     last_followup_at = $2, updated_at = now() WHERE id = ANY($1)";
-// T+7 also moves the lead to REMINDER, as the CRM does.
+// T+7 also moves the lead to REMINDER, as the CRM does; a lead the CRM moved on (converted, lost,
+// ...) while its mail was on the way keeps the CRM's status.
 const MARK_T7: &str =
     "UPDATE leads SET t7_followup_sent = TRUE, followup_count = followup_count + 1,
-    last_followup_at = $2, reminder_sent_at = $2, status = 'REMINDER', updated_at = now()
+    last_followup_at = $2, reminder_sent_at = $2,
+    status = CASE WHEN status = 'ACTIVE' THEN 'REMINDER' ELSE status END, updated_at = now()
     WHERE id = ANY($1)";
 
 const INSERT_ACTIVITIES: &str = "INSERT INTO lead_activities
@@ -41,27 +48,44 @@ const INSERT_ACTIVITIES: &str = "INSERT INTO lead_activities
            jsonb_build_object('followup_type', $4::text, 'automated', true, 'run_id', $5::text)
     FROM unnest($1::bigint[]) AS id";
 
-const INSERT_DELIVERIES: &str = "INSERT INTO followup_deliveries
-    (lead_id, kind, status, run_id, owner_user_id, attempts, reason, message_id, delivered_at)
-    SELECT lead_id, $2, $3, $4, owner, attempts, reason, message_id, $5
-    FROM unnest($1::bigint[], $6::text[], $7::int[], $8::text[], $9::text[])
-         AS t(lead_id, owner, attempts, reason, message_id)";
+const SETTLE_DELIVERIES: &str = "UPDATE followup_deliveries d
+    SET status = $3, attempts = t.attempts, reason = t.reason,
+        message_id = COALESCE(t.message_id, d.message_id), delivered_at = $5
+    FROM unnest($1::bigint[], $6::int[], $7::text[], $8::text[])
+         AS t(lead_id, attempts, reason, message_id)
+    WHERE d.lead_id = t.lead_id AND d.kind = $2 AND d.run_id = $4 AND d.status = 'pending'
+    RETURNING d.lead_id";
 
 const INSERT_OUTBOX: &str = "INSERT INTO followup_outbox
     (event_type, subject, idempotency_key, data, occurred_at)
     SELECT $1, subject, key, data::jsonb, $2
     FROM unnest($3::text[], $4::text[], $5::text[]) AS t(subject, key, data)";
 
-/// Records delivered follow-ups of one kind.
+/// Records delivered follow-ups of one kind; returns how many were recorded (those whose claim
+/// this run still held).
 pub async fn record_sent(
     conn: &mut PgConnection,
     kind: FollowupKind,
     run_id: Uuid,
     at: DateTime<Utc>,
     sent: &[SentFollowup],
-) -> Result<(), sqlx::Error> {
+) -> Result<usize, sqlx::Error> {
+    let settled = settle_deliveries(
+        conn,
+        kind,
+        "sent",
+        run_id,
+        at,
+        sent.iter()
+            .map(|s| (s.lead_id, s.attempts, None, Some(s.message_id.clone()))),
+    )
+    .await?;
+    let sent: Vec<&SentFollowup> = sent
+        .iter()
+        .filter(|s| settled.contains(&s.lead_id))
+        .collect();
     if sent.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
     let ids: Vec<i64> = sent.iter().map(|s| s.lead_id).collect();
     let mark = match kind {
@@ -85,23 +109,6 @@ pub async fn record_sent(
         .bind(run_id.to_string())
         .execute(&mut *conn)
         .await?;
-    insert_deliveries(
-        conn,
-        kind,
-        "sent",
-        run_id,
-        at,
-        sent.iter().map(|s| {
-            (
-                s.lead_id,
-                s.owner_user_id.clone(),
-                s.attempts,
-                None,
-                Some(s.message_id.clone()),
-            )
-        }),
-    )
-    .await?;
     let events = sent.iter().map(|s| {
         let data = FollowupSent {
             lead_id: s.lead_id,
@@ -116,38 +123,37 @@ pub async fn record_sent(
             serde_json::to_string(&data),
         )
     });
-    insert_events(conn, EventType::Sent, at, events).await
+    insert_events(conn, EventType::Sent, at, events).await?;
+    Ok(sent.len())
 }
 
-/// Records follow-ups that finally failed: a delivery record and a `failed` event; the lead's
-/// flags stay untouched, so it still counts as pending.
+/// Records follow-ups that finally failed: the delivery record and a `failed` event; the lead's
+/// flags stay untouched, so it still counts as pending. Returns how many were recorded.
 pub async fn record_failed(
     conn: &mut PgConnection,
     kind: FollowupKind,
     run_id: Uuid,
     at: DateTime<Utc>,
     failed: &[FailedFollowup],
-) -> Result<(), sqlx::Error> {
-    if failed.is_empty() {
-        return Ok(());
-    }
-    insert_deliveries(
+) -> Result<usize, sqlx::Error> {
+    let settled = settle_deliveries(
         conn,
         kind,
         "failed",
         run_id,
         at,
-        failed.iter().map(|f| {
-            (
-                f.lead_id,
-                f.owner_user_id.clone(),
-                f.attempts,
-                Some(f.reason.clone()),
-                None,
-            )
-        }),
+        failed
+            .iter()
+            .map(|f| (f.lead_id, f.attempts, Some(f.reason.clone()), None)),
     )
     .await?;
+    let failed: Vec<&FailedFollowup> = failed
+        .iter()
+        .filter(|f| settled.contains(&f.lead_id))
+        .collect();
+    if failed.is_empty() {
+        return Ok(0);
+    }
     let events = failed.iter().map(|f| {
         let data = FollowupFailed {
             lead_id: f.lead_id,
@@ -162,41 +168,58 @@ pub async fn record_failed(
             serde_json::to_string(&data),
         )
     });
-    insert_events(conn, EventType::Failed, at, events).await
+    insert_events(conn, EventType::Failed, at, events).await?;
+    Ok(failed.len())
 }
 
-type DeliveryRow = (i64, Option<String>, i32, Option<String>, Option<String>);
+/// `(lead id, attempts, reason, message id)`.
+type DeliveryRow = (i64, i32, Option<String>, Option<String>);
 
-async fn insert_deliveries(
+/// Turns this run's pending records into `status`; returns the lead ids it turned.
+async fn settle_deliveries(
     conn: &mut PgConnection,
     kind: FollowupKind,
     status: &str,
     run_id: Uuid,
     at: DateTime<Utc>,
     rows: impl Iterator<Item = DeliveryRow>,
-) -> Result<(), sqlx::Error> {
-    let (mut ids, mut owners, mut attempts, mut reasons, mut message_ids) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for (id, owner, n, reason, message_id) in rows {
+) -> Result<std::collections::HashSet<i64>, sqlx::Error> {
+    let (mut ids, mut attempts, mut reasons, mut message_ids) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (id, n, reason, message_id) in rows {
         ids.push(id);
-        owners.push(owner);
         attempts.push(n);
         reasons.push(reason);
         message_ids.push(message_id);
     }
-    sqlx::query(INSERT_DELIVERIES)
+    if ids.is_empty() {
+        return Ok(Default::default());
+    }
+    let settled: Vec<i64> = sqlx::query_scalar(SETTLE_DELIVERIES)
         .bind(&ids)
         .bind(kind.as_str())
         .bind(status)
         .bind(run_id)
         .bind(at)
-        .bind(&owners)
         .bind(&attempts)
         .bind(&reasons)
         .bind(&message_ids)
-        .execute(conn)
+        .fetch_all(conn)
         .await?;
-    Ok(())
+    if settled.len() < ids.len() {
+        let lost: Vec<i64> = ids
+            .iter()
+            .copied()
+            .filter(|id| !settled.contains(id))
+            .collect();
+        tracing::warn!(
+            kind = kind.as_str(),
+            status,
+            ?lost,
+            "claims taken over by a later run (this run looked dead); outcome not recorded here"
+        );
+    }
+    Ok(settled.into_iter().collect())
 }
 
 /// Appends events of one type to the outbox: `(lead id, idempotency key, data JSON)`.

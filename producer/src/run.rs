@@ -1,22 +1,40 @@
 //! One follow-up run: claim due leads batch by batch, deliver, record, and close the run with a
-//! `lead.followup.processed.v1` event. Each batch is one transaction, so a crash loses nothing
-//! that was committed and re-claims nothing that was.
+//! `lead.followup.processed.v1` event.
+//!
+//! Claim, send and record are separate short transactions, so no row lock on `leads` is held
+//! while mail is being sent (an SMTP outage can last hours; CRM users must not wait for it):
+//! 1. **Claim** (one transaction per batch): select due leads `FOR UPDATE SKIP LOCKED`, render
+//!    their e-mails, insert a `pending` delivery record per follow-up, commit.
+//! 2. **Send** outside any transaction, concurrently, each follow-up with its own retries
+//!    ([`crate::delivery`]); the next batch is claimed while earlier ones are still retrying.
+//! 3. **Record** whatever has settled, in one transaction per group: `sent` with the lead's flags,
+//!    the CRM activity and the `sent` event; `failed` with the `failed` event; unsent claims
+//!    (shutdown, lead no longer eligible) deleted, so those follow-ups stay due.
+//!
+//! A crash leaves pending records behind; the run's heartbeat stops, and a later run deletes them
+//! after the claim timeout and sends those follow-ups again with the same `Message-ID`
+//! ([`crate::due::release_stale_claims`]). The run returns when every delivery it claimed is
+//! settled, so `run-once` waits for them.
 
-use std::time::Instant;
+use std::collections::HashSet;
+use std::future::Future;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use followup_contract::{EventType, FollowupKind, FollowupProcessed, run_key};
-use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::due::claim_due_leads;
-use crate::mailer::{Mailer, SendError};
+use crate::delivery::{Delivery, Pending, Sender, Settled};
+use crate::due::{
+    Claim, claim_due_leads, insert_claims, release_claims, release_run_claims, release_stale_claims,
+};
 use crate::metrics::ProducerMetrics;
 use crate::record::{FailedFollowup, SentFollowup, record_failed, record_sent};
-use crate::template::render_email;
 
 /// What started a run.
 #[derive(Debug, Clone)]
@@ -59,13 +77,10 @@ pub enum RunOutcome {
     },
 }
 
-/// How many deliveries of one batch are in flight at once.
-const SEND_CONCURRENCY: usize = 16;
-
-/// Executes one run to completion.
+/// Executes one run to completion: returns when every follow-up it claimed is settled.
 pub async fn execute_run(
     pool: &PgPool,
-    mailer: &Mailer,
+    delivery: &Delivery,
     metrics: &ProducerMetrics,
     request: &RunRequest,
     shutdown: &CancellationToken,
@@ -92,6 +107,13 @@ pub async fn execute_run(
         return Ok(RunOutcome::SlotTakenElsewhere { run_key: key });
     }
     tracing::info!(%run_id, run_key = %key, "follow-up run started");
+    for stale in release_stale_claims(pool, delivery.claim_timeout).await? {
+        tracing::warn!(
+            lead_id = stale.lead_id, kind = %stale.kind, dead_run = %stale.run_id,
+            message_id = stale.message_id.as_deref().unwrap_or(""),
+            "released the claim of a run that stopped; the follow-up is sent again with the same Message-ID"
+        );
+    }
 
     let mut report = RunReport {
         run_id,
@@ -102,36 +124,27 @@ pub async fn execute_run(
         error_count: 0,
         duration_ms: 0,
     };
-    // T+7 first: a lead whose T+3 goes out in this run is then not yet T+7-eligible anyway, and
-    // the last_followup_at guard in the claim keeps it so for parallel runs.
-    for kind in [FollowupKind::T7, FollowupKind::T3] {
-        let mut after = 0_i64;
-        while let Some(batch) = process_batch(pool, mailer, request, run_id, kind, after).await? {
-            // Stop between batches on shutdown: what is committed stays, the rest stays due.
-            after = batch.last_lead_id;
-            let (sent, skipped, failed) =
-                (batch.sent as i64, batch.skipped as i64, batch.failed as i64);
-            match kind {
-                FollowupKind::T3 => report.t3_count += sent,
-                FollowupKind::T7 => report.t7_count += sent,
-            }
-            report.skipped_count += skipped;
-            report.error_count += failed;
-            metrics
-                .processed
-                .with_label_values(&["email", kind.as_str()])
-                .inc_by(sent as u64);
-            metrics
-                .skipped
-                .with_label_values(&[kind.as_str()])
-                .inc_by(skipped as u64);
-            metrics.errors.inc_by(failed as u64);
-            if shutdown.is_cancelled() {
-                tracing::warn!(%run_id, "run interrupted by shutdown; remaining leads stay due");
-                break;
-            }
-        }
+    let heartbeat = Heartbeat::start(pool.clone(), run_id, delivery.claim_timeout);
+    let delivered = deliver_all(
+        pool,
+        delivery,
+        metrics,
+        request,
+        run_id,
+        shutdown,
+        &mut report,
+    )
+    .await;
+    // Whatever happened, claims this run still holds were not sent (or, after a database error,
+    // not recorded): they are due again.
+    match release_run_claims(pool, run_id).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(%run_id, released = n, "unsent follow-ups stay due"),
+        Err(err) => tracing::warn!(%run_id, %err, "cannot release claims; a later run will"),
     }
+    drop(heartbeat);
+    delivered?;
+
     report.duration_ms = started.elapsed().as_millis() as i64;
     finish_run(pool, request, &report).await?;
     metrics
@@ -146,23 +159,97 @@ pub async fn execute_run(
     Ok(RunOutcome::Completed(report))
 }
 
-struct BatchResult {
-    last_lead_id: i64,
-    sent: usize,
-    skipped: usize,
-    failed: usize,
+/// Claims batch after batch and keeps their deliveries going, recording outcomes as they settle.
+async fn deliver_all(
+    pool: &PgPool,
+    delivery: &Delivery,
+    metrics: &ProducerMetrics,
+    request: &RunRequest,
+    run_id: Uuid,
+    shutdown: &CancellationToken,
+    report: &mut RunReport,
+) -> Result<(), sqlx::Error> {
+    let sender = Sender::new(&delivery.mailer, &delivery.retry, pool, metrics, shutdown);
+    let mut flight = FuturesUnordered::new();
+    // In flight at most about two batches: claiming goes on while earlier deliveries retry.
+    let limit = request.batch_size.max(1) as usize;
+    // T+7 first: a lead whose T+3 goes out in this run is then not yet T+7-eligible anyway, and
+    // the last_followup_at guard in the claim keeps it so for parallel runs.
+    'claiming: for kind in [FollowupKind::T7, FollowupKind::T3] {
+        let mut after = 0_i64;
+        loop {
+            // Stop claiming on shutdown: what is recorded stays, the rest stays due.
+            if shutdown.is_cancelled() {
+                tracing::warn!(%run_id, "run interrupted by shutdown; remaining leads stay due");
+                break 'claiming;
+            }
+            while flight.len() >= limit {
+                let settled = settle(&mut flight, true, limit).await;
+                record_settled(pool, delivery, metrics, request, run_id, settled, report).await?;
+            }
+            let Some(batch) = claim_batch(pool, delivery, request, run_id, kind, after).await?
+            else {
+                break;
+            };
+            after = batch.last_lead_id;
+            report.skipped_count += batch.skipped as i64;
+            report.error_count += batch.render_errors as i64;
+            metrics
+                .skipped
+                .with_label_values(&[kind.as_str()])
+                .inc_by(batch.skipped as u64);
+            metrics.errors.inc_by(batch.render_errors as u64);
+            for pending in batch.claimed {
+                flight.push(sender.deliver(pending));
+            }
+            let settled = settle(&mut flight, false, limit).await;
+            record_settled(pool, delivery, metrics, request, run_id, settled, report).await?;
+        }
+    }
+    while !flight.is_empty() {
+        let settled = settle(&mut flight, true, limit).await;
+        record_settled(pool, delivery, metrics, request, run_id, settled, report).await?;
+    }
+    // Nobody of this run waits any more.
+    metrics.mailer_unavailable.set(0);
+    Ok(())
 }
 
-/// Claims one batch, delivers it and records the outcomes in the same transaction. `None` when
-/// nothing is due above `after`.
-async fn process_batch(
+/// Up to `max` settled deliveries: whatever is ready now, after waiting for one if `wait`.
+async fn settle<F>(flight: &mut FuturesUnordered<F>, wait: bool, max: usize) -> Vec<F::Output>
+where
+    F: Future,
+{
+    let mut out = Vec::new();
+    if wait && let Some(done) = flight.next().await {
+        out.push(done);
+    }
+    while out.len() < max {
+        match flight.next().now_or_never() {
+            Some(Some(done)) => out.push(done),
+            _ => break,
+        }
+    }
+    out
+}
+
+struct ClaimedBatch {
+    last_lead_id: i64,
+    claimed: Vec<Pending>,
+    skipped: usize,
+    render_errors: usize,
+}
+
+/// Claims one batch in a short transaction: selects due leads, renders their e-mails, inserts a
+/// pending delivery record per follow-up to send. `None` when nothing is due above `after`.
+async fn claim_batch(
     pool: &PgPool,
-    mailer: &Mailer,
+    delivery: &Delivery,
     request: &RunRequest,
     run_id: Uuid,
     kind: FollowupKind,
     after: i64,
-) -> Result<Option<BatchResult>, sqlx::Error> {
+) -> Result<Option<ClaimedBatch>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let leads = claim_due_leads(
         &mut tx,
@@ -181,62 +268,181 @@ async fn process_batch(
     let local_now = request.now.with_timezone(&request.tz);
     let (sendable, skipped): (Vec<_>, Vec<_>) =
         leads.into_iter().partition(|l| l.skip_reason().is_none());
-    let outcomes: Vec<_> = futures::stream::iter(sendable)
-        .map(|lead| async move {
-            let email = render_email(&lead, kind, local_now);
-            let result = mailer.send(&email).await;
-            (lead, email, result)
-        })
-        .buffered(SEND_CONCURRENCY)
-        .collect()
-        .await;
-    let mut sent = Vec::new();
-    let mut failed = Vec::new();
-    for (lead, email, result) in outcomes {
-        match result {
-            Ok(()) => sent.push(SentFollowup {
+    let mut pending = Vec::with_capacity(sendable.len());
+    let mut render_errors = 0;
+    for lead in sendable {
+        match delivery.renderer.render(&lead, kind, local_now) {
+            Ok(email) => pending.push(Pending {
                 lead_id: lead.id,
                 owner_user_id: lead.owner_user_id,
-                message_id: email.message_id,
-                attempts: 1,
+                kind,
+                email,
             }),
             Err(err) => {
-                let reason = match &err {
-                    SendError::Temporary(r) | SendError::Permanent(r) => r.clone(),
-                };
-                tracing::warn!(lead_id = lead.id, kind = kind.as_str(), %err, "follow-up failed");
-                failed.push(FailedFollowup {
-                    lead_id: lead.id,
-                    owner_user_id: lead.owner_user_id,
-                    reason,
-                    attempts: 1,
-                });
+                // Not claimed: the lead stays due and is tried again by the next run.
+                render_errors += 1;
+                tracing::error!(lead_id = lead.id, kind = kind.as_str(), %err, "cannot render follow-up");
             }
         }
     }
-    if let Err(err) = mailer.flush() {
-        // Unflushed output may be lost: record nothing of this batch, it stays due.
-        tracing::error!(%err, "mailer flush failed; batch rolled back");
-        tx.rollback().await?;
-        return Ok(Some(BatchResult {
-            last_lead_id,
-            sent: 0,
-            skipped: skipped.len(),
-            failed: 0,
-        }));
+    let claims: Vec<Claim> = pending
+        .iter()
+        .map(|p| {
+            (
+                p.lead_id,
+                p.owner_user_id.clone(),
+                p.email.message_id.clone(),
+            )
+        })
+        .collect();
+    let won: HashSet<i64> = insert_claims(&mut tx, kind, run_id, &claims)
+        .await?
+        .into_iter()
+        .collect();
+    tx.commit().await?;
+    pending.retain(|p| won.contains(&p.lead_id));
+    Ok(Some(ClaimedBatch {
+        last_lead_id,
+        claimed: pending,
+        skipped: skipped.len(),
+        render_errors,
+    }))
+}
+
+/// Records settled deliveries in one transaction and counts them.
+async fn record_settled(
+    pool: &PgPool,
+    delivery: &Delivery,
+    metrics: &ProducerMetrics,
+    request: &RunRequest,
+    run_id: Uuid,
+    settled: Vec<(Pending, Settled)>,
+    report: &mut RunReport,
+) -> Result<(), sqlx::Error> {
+    if settled.is_empty() {
+        return Ok(());
+    }
+    let mut sent = [Vec::new(), Vec::new()];
+    let mut failed = [Vec::new(), Vec::new()];
+    let mut unsent = [Vec::new(), Vec::new()];
+    let mut withdrawn = [0_u64, 0_u64];
+    let slot = |kind: FollowupKind| match kind {
+        FollowupKind::T3 => 0,
+        FollowupKind::T7 => 1,
+    };
+    for (pending, outcome) in settled {
+        let i = slot(pending.kind);
+        match outcome {
+            Settled::Sent { attempts } => sent[i].push(SentFollowup {
+                lead_id: pending.lead_id,
+                owner_user_id: pending.owner_user_id,
+                message_id: pending.email.message_id,
+                attempts,
+            }),
+            Settled::Failed { attempts, reason } => {
+                tracing::warn!(
+                    lead_id = pending.lead_id, kind = pending.kind.as_str(), attempts, %reason,
+                    "follow-up failed"
+                );
+                failed[i].push(FailedFollowup {
+                    lead_id: pending.lead_id,
+                    owner_user_id: pending.owner_user_id,
+                    reason,
+                    attempts,
+                });
+            }
+            Settled::Withdrawn => {
+                withdrawn[i] += 1;
+                unsent[i].push(pending.lead_id);
+            }
+            Settled::Released => unsent[i].push(pending.lead_id),
+        }
+    }
+    if sent.iter().any(|s| !s.is_empty())
+        && let Err(err) = delivery.mailer.flush()
+    {
+        // Unflushed output may be lost: record none of it as sent, it stays due.
+        tracing::error!(%err, "mailer flush failed; these follow-ups stay due");
+        for i in 0..2 {
+            unsent[i].extend(sent[i].drain(..).map(|s| s.lead_id));
+        }
     }
     // Recorded at the later of the run clock and the database clock, so a parallel run that
     // started before this commit sees the T+3 as "this run" and leaves the T+7 for later.
     let at = request.now.max(Utc::now());
-    record_sent(&mut tx, kind, run_id, at, &sent).await?;
-    record_failed(&mut tx, kind, run_id, at, &failed).await?;
+    let mut tx = pool.begin().await?;
+    // Lock order: `leads` before `followup_deliveries`, as the claim takes them. A claim may hold
+    // a lead row it then finds claimed already, and waits on that lead's delivery record; were the
+    // record step to update delivery records first and leads second, the two would deadlock.
+    let mut lead_ids: Vec<i64> = sent
+        .iter()
+        .flatten()
+        .map(|s| s.lead_id)
+        .chain(failed.iter().flatten().map(|f| f.lead_id))
+        .collect();
+    lead_ids.sort_unstable();
+    lead_ids.dedup();
+    sqlx::query("SELECT 1 FROM leads WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+        .bind(&lead_ids)
+        .execute(&mut *tx)
+        .await?;
+    let mut counts = [(0, 0), (0, 0)];
+    for kind in [FollowupKind::T3, FollowupKind::T7] {
+        let i = slot(kind);
+        counts[i].0 = record_sent(&mut tx, kind, run_id, at, &sent[i]).await?;
+        counts[i].1 = record_failed(&mut tx, kind, run_id, at, &failed[i]).await?;
+        release_claims(&mut tx, kind, run_id, &unsent[i]).await?;
+    }
     tx.commit().await?;
-    Ok(Some(BatchResult {
-        last_lead_id,
-        sent: sent.len(),
-        skipped: skipped.len(),
-        failed: failed.len(),
-    }))
+    for kind in [FollowupKind::T3, FollowupKind::T7] {
+        let i = slot(kind);
+        let (n_sent, n_failed) = (counts[i].0 as i64, counts[i].1 as i64);
+        match kind {
+            FollowupKind::T3 => report.t3_count += n_sent,
+            FollowupKind::T7 => report.t7_count += n_sent,
+        }
+        report.error_count += n_failed;
+        report.skipped_count += withdrawn[i] as i64;
+        metrics
+            .processed
+            .with_label_values(&["email", kind.as_str()])
+            .inc_by(n_sent as u64);
+        metrics
+            .skipped
+            .with_label_values(&[kind.as_str()])
+            .inc_by(withdrawn[i]);
+        metrics.errors.inc_by(n_failed as u64);
+    }
+    Ok(())
+}
+
+/// Keeps `followup_runs.heartbeat_at` fresh while the run holds claims, so no other run mistakes
+/// it for dead, however long the mail server makes it wait. Stops when dropped.
+struct Heartbeat(tokio::task::JoinHandle<()>);
+
+impl Heartbeat {
+    fn start(pool: PgPool, run_id: Uuid, claim_timeout: Duration) -> Heartbeat {
+        let every = (claim_timeout / 4).max(Duration::from_millis(100));
+        Heartbeat(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                if let Err(err) =
+                    sqlx::query("UPDATE followup_runs SET heartbeat_at = now() WHERE run_id = $1")
+                        .bind(run_id)
+                        .execute(&pool)
+                        .await
+                {
+                    tracing::warn!(%run_id, %err, "run heartbeat failed");
+                }
+            }
+        }))
+    }
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 async fn finish_run(

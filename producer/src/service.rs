@@ -16,14 +16,17 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_cron_scheduler::{Job, JobScheduler};
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
-use crate::config::ProducerConfig;
-use crate::mailer::Mailer;
+use crate::config::{DEFAULT_SMTP_FROM, DEV_UNSUBSCRIBE_BASE_URL, MailerKind, ProducerConfig};
+use crate::delivery::Delivery;
+use crate::mailer::{Mailer, SmtpSettings};
 use crate::metrics::ProducerMetrics;
 use crate::relay::{drain_outbox, last_outbox_id};
 use crate::relay_loop::run_relay_until_stopped;
 use crate::run::{RunOutcome, RunReport, RunRequest, RunTrigger, execute_run};
 use crate::schedule::Schedule;
+use crate::template::{Renderer, UnsubscribeLinks};
 
 /// Connections shared by the tasks of one process.
 struct Connections {
@@ -76,11 +79,59 @@ async fn provision_stream(
 }
 
 fn mailer_for(config: &ProducerConfig) -> anyhow::Result<Mailer> {
+    if config.mailer == MailerKind::Smtp {
+        let settings = SmtpSettings {
+            url: config.smtp_url.clone().context("SMTP_URL")?,
+            from: config.smtp_from.clone(),
+            timeout: Duration::from_millis(config.smtp_timeout_ms),
+            pool_size: config.retry().concurrency as u32,
+        };
+        if config.smtp_from == DEFAULT_SMTP_FROM {
+            tracing::warn!(
+                from = DEFAULT_SMTP_FROM,
+                "SMTP_FROM not set; using the placeholder sender"
+            );
+        }
+        return Mailer::smtp(&settings).map_err(anyhow::Error::msg);
+    }
     match &config.mailer_log_file {
         Some(path) => Mailer::log_file(path)
             .with_context(|| format!("opening MAILER_LOG_FILE {}", path.display())),
         None => Ok(Mailer::Log),
     }
+}
+
+/// Mailer, validated templates with the unsubscribe link signer, and retry settings. Fails (and
+/// the process with it) when a template does not render, naming the template and the field.
+pub fn delivery_for(config: &ProducerConfig) -> anyhow::Result<Delivery> {
+    let secret = match &config.unsubscribe_secret {
+        Some(secret) => secret.clone().into_bytes(),
+        None => {
+            // Only with MAILER=log (validate() insists on a secret for SMTP): links in the log
+            // are for looking at, not for a gateway to verify.
+            tracing::warn!(
+                "UNSUBSCRIBE_SECRET not set; unsubscribe links are signed with a throw-away key"
+            );
+            format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple()).into_bytes()
+        }
+    };
+    let base_url = config
+        .unsubscribe_base_url
+        .clone()
+        .unwrap_or_else(|| DEV_UNSUBSCRIBE_BASE_URL.to_owned());
+    let links = UnsubscribeLinks::new(base_url, secret);
+    let renderer = match &config.template_dir {
+        Some(dir) => Renderer::from_dir(dir, links),
+        None => Renderer::embedded(links),
+    }
+    .context("e-mail templates")?;
+    tracing::info!(templates = %renderer.origin, mailer = ?config.mailer, "e-mail templates validated");
+    Ok(Delivery {
+        mailer: mailer_for(config)?,
+        renderer: Arc::new(renderer),
+        retry: config.retry(),
+        claim_timeout: Duration::from_secs(config.claim_timeout_secs),
+    })
 }
 
 /// One run now; returns once its events are acknowledged by JetStream.
@@ -89,6 +140,7 @@ pub async fn run_once(
     shutdown: CancellationToken,
 ) -> anyhow::Result<RunReport> {
     config.validate()?;
+    let delivery = delivery_for(&config)?;
     let conns = connect_all(&config, &shutdown).await?;
     let metrics = ProducerMetrics::new();
     let request = RunRequest {
@@ -97,15 +149,9 @@ pub async fn run_once(
         tz: config.followup_tz,
         batch_size: config.batch_size,
     };
-    let outcome = execute_run(
-        &conns.pool,
-        &mailer_for(&config)?,
-        &metrics,
-        &request,
-        &shutdown,
-    )
-    .await
-    .context("follow-up run")?;
+    let outcome = execute_run(&conns.pool, &delivery, &metrics, &request, &shutdown)
+        .await
+        .context("follow-up run")?;
     let RunOutcome::Completed(report) = outcome else {
         anyhow::bail!("a manual run cannot lose its slot");
     };
@@ -137,7 +183,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let schedule = config.validate()?;
-    let mailer = mailer_for(&config)?;
+    let delivery = delivery_for(&config)?;
     let metrics = ProducerMetrics::new();
     let readiness = Readiness::default();
     let ops = tokio::spawn(serve_ops(
@@ -152,6 +198,16 @@ pub async fn serve(
     let pool = connect_database(&config.database_url, 10, &shutdown).await?;
     migrate_database(&pool).await?;
     tokio::spawn(watch_database(pool.clone(), db_ready, shutdown.clone()));
+    // The "no run for 25 h" alert must not fire just because this process restarted.
+    let last_run: Option<i64> = sqlx::query_scalar(
+        "SELECT extract(epoch FROM max(finished_at))::bigint FROM followup_runs",
+    )
+    .fetch_one(&pool)
+    .await
+    .context("reading the last run")?;
+    if let Some(at) = last_run {
+        metrics.last_run.set(at);
+    }
     // Runs only need Postgres (the outbox); the relay catches up whenever NATS is reachable.
     let relay = tokio::spawn(relay_when_connected(
         config.clone(),
@@ -166,7 +222,7 @@ pub async fn serve(
         tracing::info!(cron = %schedule.expr, tz = %schedule.tz, next = %next.to_rfc3339(), "scheduler started");
     }
     run_scheduled_until_stopped(
-        &pool, &mailer, &config, &schedule, &metrics, tick_rx, &shutdown,
+        &pool, &delivery, &config, &schedule, &metrics, tick_rx, &shutdown,
     )
     .await;
     scheduler.shutdown().await.ok();
@@ -202,7 +258,7 @@ async fn start_scheduler(
 /// Executes a run per scheduler tick, one at a time, until shutdown.
 async fn run_scheduled_until_stopped(
     pool: &PgPool,
-    mailer: &Mailer,
+    delivery: &Delivery,
     config: &ProducerConfig,
     schedule: &Schedule,
     metrics: &ProducerMetrics,
@@ -225,7 +281,7 @@ async fn run_scheduled_until_stopped(
             tz: config.followup_tz,
             batch_size: config.batch_size,
         };
-        if let Err(err) = execute_run(pool, mailer, metrics, &request, shutdown).await {
+        if let Err(err) = execute_run(pool, delivery, metrics, &request, shutdown).await {
             metrics.errors.inc();
             metrics.runs.with_label_values(&["failed"]).inc();
             tracing::error!(error = %err, "follow-up run failed; due leads stay due for the next run");

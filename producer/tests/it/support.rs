@@ -6,7 +6,8 @@ use async_nats::jetstream;
 use chrono::{DateTime, Utc};
 use followup_contract::{CloudEvent, STREAM_NAME};
 use followup_producer::{
-    Mailer, ProducerMetrics, RunOutcome, RunReport, RunRequest, RunTrigger, execute_run,
+    Delivery, Mailer, ProducerMetrics, Renderer, RetryPolicy, RunOutcome, RunReport, RunRequest,
+    RunTrigger, UnsubscribeLinks, execute_run,
 };
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -68,27 +69,58 @@ pub async fn insert_lead(pool: &PgPool, spec: &LeadSpec) -> i64 {
     .expect("insert lead")
 }
 
-/// Runs the producer's run in-process with an injected clock.
-pub async fn run_at(pool: &PgPool, now: DateTime<Utc>) -> RunReport {
+/// The key unsubscribe links are signed with in tests.
+pub const UNSUBSCRIBE_SECRET: &str = "test-unsubscribe-secret-0123456789";
+/// Where unsubscribe links point in tests.
+pub const UNSUBSCRIBE_BASE_URL: &str = "https://crm.test/followup";
+
+/// The built-in templates, test links, fast retries.
+pub fn delivery_with(mailer: Mailer) -> Delivery {
+    let links = UnsubscribeLinks::new(UNSUBSCRIBE_BASE_URL, UNSUBSCRIBE_SECRET.as_bytes().to_vec());
+    Delivery {
+        mailer,
+        renderer: std::sync::Arc::new(Renderer::embedded(links).expect("built-in templates")),
+        retry: RetryPolicy {
+            base: Duration::from_millis(50),
+            max_attempts: 5,
+            max_delay: Duration::from_millis(400),
+            concurrency: 16,
+        },
+        claim_timeout: Duration::from_secs(30),
+    }
+}
+
+/// Runs a run in-process with an injected clock and `delivery`.
+pub async fn run_with(
+    pool: &PgPool,
+    delivery: &Delivery,
+    metrics: &ProducerMetrics,
+    now: DateTime<Utc>,
+) -> RunReport {
     let request = RunRequest {
         trigger: RunTrigger::Manual,
         now,
         tz: chrono_tz::Europe::Berlin,
         batch_size: 7,
     };
-    match execute_run(
-        pool,
-        &Mailer::Log,
-        &ProducerMetrics::new(),
-        &request,
-        &CancellationToken::new(),
-    )
-    .await
-    .expect("run")
+    match execute_run(pool, delivery, metrics, &request, &CancellationToken::new())
+        .await
+        .expect("run")
     {
         RunOutcome::Completed(report) => report,
         other => panic!("unexpected outcome {other:?}"),
     }
+}
+
+/// Runs the producer's run in-process with an injected clock and the log mailer.
+pub async fn run_at(pool: &PgPool, now: DateTime<Utc>) -> RunReport {
+    run_with(
+        pool,
+        &delivery_with(Mailer::Log),
+        &ProducerMetrics::new(),
+        now,
+    )
+    .await
 }
 
 pub async fn jetstream_for(url: &str) -> jetstream::Context {
@@ -143,4 +175,80 @@ pub async fn outbox_state(pool: &PgPool) -> (i64, i64) {
     .fetch_one(pool)
     .await
     .expect("outbox state")
+}
+
+/// A lead with every field the e-mail uses chosen by the test.
+#[derive(Debug, Clone)]
+pub struct MailLead {
+    pub company: &'static str,
+    pub contact: Option<&'static str>,
+    pub email: &'static str,
+    pub business_type: Option<&'static str>,
+    pub territory: &'static str,
+    pub metadata: serde_json::Value,
+    pub registered_at: DateTime<Utc>,
+    pub t3_sent: bool,
+}
+
+impl MailLead {
+    /// An ACTIVE lead with consent, registered at `at`.
+    pub fn new(email: &'static str, at: DateTime<Utc>) -> MailLead {
+        MailLead {
+            company: "Gasthaus Test",
+            contact: Some("Frau Test"),
+            email,
+            business_type: Some("RESTAURANT"),
+            territory: "DE",
+            metadata: serde_json::json!({ "emailConsent": true }),
+            registered_at: at,
+            t3_sent: false,
+        }
+    }
+}
+
+pub async fn insert_mail_lead(pool: &PgPool, lead: &MailLead) -> i64 {
+    sqlx::query_scalar(
+        "INSERT INTO leads (company_name, contact_person, email, business_type, territory_id, status,
+                            owner_user_id, registered_at, t3_followup_sent, metadata)
+         VALUES ($1, $2, $3, $4, $5, 'ACTIVE', 'u1', $6, $7, $8)
+         RETURNING id",
+    )
+    .bind(lead.company)
+    .bind(lead.contact)
+    .bind(lead.email)
+    .bind(lead.business_type)
+    .bind(lead.territory)
+    .bind(lead.registered_at)
+    .bind(lead.t3_sent)
+    .bind(&lead.metadata)
+    .fetch_one(pool)
+    .await
+    .expect("insert lead")
+}
+
+/// An SMTP mailer for `url` with a short timeout.
+pub fn smtp_mailer(url: &str) -> Mailer {
+    Mailer::smtp(&followup_producer::mailer::SmtpSettings {
+        url: url.to_owned(),
+        from: "FreshPlan Test <followup@freshplan.test>".to_owned(),
+        timeout: Duration::from_secs(5),
+        pool_size: 16,
+    })
+    .expect("SMTP mailer")
+}
+
+/// `(status, attempts, reason)` of each delivery record of `lead_id` and `kind`.
+pub async fn delivery_of(
+    pool: &PgPool,
+    lead_id: i64,
+    kind: &str,
+) -> Option<(String, i32, Option<String>)> {
+    sqlx::query_as(
+        "SELECT status, attempts, reason FROM followup_deliveries WHERE lead_id = $1 AND kind = $2",
+    )
+    .bind(lead_id)
+    .bind(kind)
+    .fetch_optional(pool)
+    .await
+    .expect("delivery record")
 }

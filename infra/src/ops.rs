@@ -13,10 +13,12 @@ use prometheus::{Encoder, Registry, TextEncoder};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+type Checks = Vec<(&'static str, Arc<AtomicBool>)>;
+
 /// Named readiness flags; `/readyz` answers 200 only when all are set.
 #[derive(Clone, Default)]
 pub struct Readiness {
-    checks: Arc<std::sync::Mutex<Vec<(&'static str, Arc<AtomicBool>)>>>,
+    checks: Arc<std::sync::Mutex<Checks>>,
 }
 
 impl Readiness {

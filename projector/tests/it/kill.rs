@@ -71,7 +71,7 @@ async fn a_projector_killed_mid_stream_and_restarted_ends_exact() {
         events
     );
 
-    let report = verify_projection(&mut *h.db.pool.acquire().await.unwrap(), Utc::now(), TZ)
+    let report = verify_projection(&mut h.db.pool.acquire().await.unwrap(), Utc::now(), TZ)
         .await
         .unwrap();
     assert!(report.is_exact(), "{:#?}", report.mismatches);

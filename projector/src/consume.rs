@@ -4,10 +4,12 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use async_nats::jetstream::{self, consumer::PullConsumer};
+use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
 use futures::StreamExt;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
-use crate::apply::InboundMessage;
+use crate::parse::{InboundMessage, ParsedBatch, parse_batch};
 
 /// Fetches up to `max` messages. Takes what is available at once; when nothing is, waits up to
 /// `wait` for a first message and then takes what has arrived beside it. So a busy stream is
@@ -59,6 +61,57 @@ async fn fetch_available(
         );
     }
     Ok(batch)
+}
+
+/// Fetches and parses batches ahead in a task, so the next batch is on its way while the
+/// current one is written (one batch waits in the channel). An empty batch means the stream was idle for
+/// `wait`. On shutdown the task stops; batches it fetched but nobody took are nak'ed, so the
+/// server redelivers them at once instead of after `ack_wait`.
+pub(crate) fn prefetch_batches(
+    consumer: PullConsumer,
+    max: usize,
+    wait: Duration,
+    shutdown: CancellationToken,
+) -> mpsc::Receiver<(Vec<jetstream::Message>, ParsedBatch)> {
+    let (sender, receiver) = mpsc::channel(1);
+    tokio::spawn(async move {
+        loop {
+            let fetched = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                fetched = fetch_batch(&consumer, max, wait) => fetched,
+            };
+            let batch = match fetched {
+                Ok(batch) => batch,
+                Err(err) => {
+                    tracing::warn!(error = format!("{err:#}"), "fetch failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            };
+            let permit = tokio::select! {
+                _ = shutdown.cancelled() => None,
+                permit = sender.reserve() => permit.ok(),
+            };
+            match permit {
+                Some(permit) => {
+                    let parsed = parse_batch(batch.iter().map(to_inbound).collect());
+                    permit.send((batch, parsed));
+                }
+                None => {
+                    nak_all(&batch).await;
+                    return;
+                }
+            }
+        }
+    });
+    receiver
+}
+
+/// Tells the server these messages were not handled, for immediate redelivery.
+pub(crate) async fn nak_all(messages: &[jetstream::Message]) {
+    for message in messages {
+        let _ = message.ack_with(AckKind::Nak(None)).await;
+    }
 }
 
 /// Detaches a JetStream message from the client: subject, headers, body and delivery info.

@@ -27,13 +27,14 @@ mod fold;
 pub mod metrics;
 mod model;
 pub mod notice;
+mod parse;
 pub mod rebuild;
 pub mod scope;
 mod serve;
 mod store;
 pub mod verify;
 
-pub use apply::{ApplyError, BatchReport, InboundMessage, apply_and_commit, apply_messages};
+pub use apply::{ApplyError, BatchReport, apply_and_commit, apply_messages, apply_parsed};
 pub use clock::Clock;
 pub use commands::run_cli;
 pub use config::{Cli, Command, Config, DeadLettersCommand};
@@ -43,6 +44,7 @@ pub use dead_letters::{
 pub use figures::{Figures, FiguresError, RecentRun, Trend, load_figures, load_recent_runs};
 pub use fold::Outcome;
 pub use notice::ChangeNotice;
+pub use parse::{InboundMessage, ParsedBatch, parse_batch};
 pub use rebuild::{RebuildProgress, rebuild_projection};
 pub use scope::Scope;
 pub use serve::run_projector_until_stopped;

@@ -141,16 +141,17 @@ async fn write_leads(conn: &mut PgConnection, plan: &BatchPlan) -> sqlx::Result<
         return Ok(());
     }
     let leads: Vec<(&i64, &LeadState)> = plan.leads.iter().collect();
-    // Collaborator lists travel as JSON text: UNNEST would flatten a two-dimensional array.
+    // Collaborator lists travel as array literals cast per row: UNNEST would flatten a
+    // two-dimensional array, and a cast is much cheaper than unpacking JSON in a subquery.
     let collaborators: Vec<String> = leads
         .iter()
-        .map(|(_, s)| serde_json::to_string(&s.collaborator_user_ids).expect("strings serialise"))
+        .map(|(_, s)| text_array_literal(&s.collaborator_user_ids))
         .collect();
     sqlx::query(
         "INSERT INTO projection_leads (lead_id, sequence, owner_user_id, collaborator_user_ids, \
          status, registered_at, clock_stopped_at, t3_sent, t7_sent, deleted, changed_at) \
          SELECT l.lead_id, l.sequence, l.owner, \
-                ARRAY(SELECT jsonb_array_elements_text(l.collaborators::jsonb)), \
+                l.collaborators::text[], \
                 l.status, l.registered_at, l.clock_stopped_at, l.t3, l.t7, l.deleted, l.changed_at \
          FROM UNNEST($1::int8[], $2::int8[], $3::text[], $4::text[], $5::text[], \
                      $6::timestamptz[], $7::timestamptz[], $8::bool[], $9::bool[], $10::bool[], \
@@ -237,4 +238,38 @@ async fn write_figure_deltas(conn: &mut PgConnection, plan: &BatchPlan) -> sqlx:
         .await?;
     }
     Ok(())
+}
+
+/// A Postgres array literal (`{"a","b\\"c"}`) for a list of strings: every element quoted,
+/// backslashes and double quotes escaped.
+fn text_array_literal(items: &[String]) -> String {
+    let mut literal = String::from("{");
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            literal.push(',');
+        }
+        literal.push('"');
+        for c in item.chars() {
+            if c == '"' || c == '\\' {
+                literal.push('\\');
+            }
+            literal.push(c);
+        }
+        literal.push('"');
+    }
+    literal.push('}');
+    literal
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn array_literals_quote_and_escape() {
+        let items = vec!["u1".to_owned(), "a \"b\" \\c".to_owned(), String::new()];
+        assert_eq!(
+            super::text_array_literal(&items),
+            r#"{"u1","a \"b\" \\c",""}"#
+        );
+        assert_eq!(super::text_array_literal(&[]), "{}");
+    }
 }

@@ -5,10 +5,11 @@
 //! publishes the events once, then measures:
 //! - bare: a durable pull consumer that fetches batches, inserts them into one table with one
 //!   UNNEST statement per batch in a transaction, commits and acks;
-//! - projector: `run_projector_until_stopped` from start-up until its consumer has everything
+//! - projector: `run_projector_until_stopped` from readiness until its consumer has everything
 //!   acked (inbox, lead states, deliveries, scope counters, runs, all committed).
 //!
-//! Prints events/s of both and their ratio. No assertions: the figures go to BENCH.md.
+//! BENCH_ROUNDS (default 3) alternates both loops. Prints events/s of both and their ratio per
+//! round and the medians. No timing assertions: the figures go to BENCH.md.
 
 use std::time::{Duration, Instant};
 
@@ -19,9 +20,9 @@ use followup_contract::{
     CONTENT_TYPE, CloudEvent, EventType, FollowupKind, FollowupProcessed, FollowupSent,
     LeadChanged, PROJECTOR_CONSUMER, STREAM_NAME, change_key, run_key, sent_key,
 };
+use followup_projector::consume::{ack_all, fetch_batch};
 use followup_projector::{Config, run_projector_until_stopped};
 use followup_testkit::{NatsServer, TestDb};
-use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -36,7 +37,7 @@ fn env_usize(name: &str, default: usize) -> usize {
 async fn main() {
     let events = env_usize("BENCH_EVENTS", 100_000);
     let batch = env_usize("BENCH_BATCH", 5000);
-    let db = TestDb::new().await;
+    let rounds = env_usize("BENCH_ROUNDS", 3);
     let nats = NatsServer::start();
     let client = async_nats::connect(nats.url()).await.unwrap();
     let js = jetstream::new(client.clone());
@@ -52,24 +53,37 @@ async fn main() {
     );
     eprintln!("published {events} events in {:.1?}", started.elapsed());
 
-    let bare = bare_loop(&js, &db, events, batch).await;
-    eprintln!("bare loop done in {bare:.1?}");
-    let projector = projector_run(&js, &db, &nats, events, batch).await;
-    println!("events: {events}, batch: {batch}");
+    // Alternate the two loops, each round on a fresh database and fresh consumers, so that
+    // load from elsewhere on the machine hits both alike; report every round and the medians.
+    let (mut bare, mut projector) = (Vec::new(), Vec::new());
+    println!("events: {events}, batch: {batch}, rounds: {rounds}");
+    for round in 0..rounds {
+        let db = TestDb::new().await;
+        let b = bare_loop(&js, &db, events, batch, round).await;
+        let db = TestDb::new().await;
+        let _ = stream.delete_consumer(PROJECTOR_CONSUMER).await;
+        let p = projector_run(&js, &db, &nats, events, batch).await;
+        let (b, p) = (
+            events as f64 / b.as_secs_f64(),
+            events as f64 / p.as_secs_f64(),
+        );
+        println!(
+            "round {round}: bare loop {b:>8.0} events/s, projector {p:>8.0} events/s, ratio {:.2}",
+            p / b
+        );
+        bare.push(b);
+        projector.push(p);
+    }
+    let (b, p) = (median(&mut bare), median(&mut projector));
     println!(
-        "bare loop: {:>8.0} events/s ({:.2?})",
-        events as f64 / bare.as_secs_f64(),
-        bare
+        "median: bare loop {b:>8.0} events/s, projector {p:>8.0} events/s, ratio {:.2}",
+        p / b
     );
-    println!(
-        "projector: {:>8.0} events/s ({:.2?})",
-        events as f64 / projector.as_secs_f64(),
-        projector
-    );
-    println!(
-        "ratio projector/bare: {:.2}",
-        bare.as_secs_f64() / projector.as_secs_f64()
-    );
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
 }
 
 /// 70 % lead changes (50 owners, one collaborator each), 29 % deliveries, 1 % runs.
@@ -172,7 +186,13 @@ fn encode<T: serde::Serialize>(
 }
 
 /// Fetch, insert the batch into one table in one statement, commit, ack.
-async fn bare_loop(js: &jetstream::Context, db: &TestDb, events: usize, batch: usize) -> Duration {
+async fn bare_loop(
+    js: &jetstream::Context,
+    db: &TestDb,
+    events: usize,
+    batch: usize,
+    round: usize,
+) -> Duration {
     sqlx::query(
         "CREATE TABLE bench_bare (stream_sequence BIGINT PRIMARY KEY, subject TEXT, body BYTEA)",
     )
@@ -181,22 +201,15 @@ async fn bare_loop(js: &jetstream::Context, db: &TestDb, events: usize, batch: u
     .unwrap();
     let stream = js.get_stream(STREAM_NAME).await.unwrap();
     let mut config = followup_infra::nats::consumer_config(PROJECTOR_CONSUMER).unwrap();
-    config.durable_name = Some("bench-bare".into());
+    config.durable_name = Some(format!("bench-bare-{round}"));
     let consumer: consumer::PullConsumer = stream.create_consumer(config).await.unwrap();
     let started = Instant::now();
     let mut done = 0;
     while done < events {
-        let mut messages = consumer
-            .batch()
-            .max_messages(batch)
-            .expires(Duration::from_millis(100))
-            .messages()
+        // The projector's own fetch, so both loops read the stream the same way.
+        let fetched = fetch_batch(&consumer, batch, Duration::from_millis(100))
             .await
             .unwrap();
-        let mut fetched = Vec::with_capacity(batch);
-        while let Some(message) = messages.next().await {
-            fetched.push(message.unwrap());
-        }
         let sequences: Vec<i64> = fetched
             .iter()
             .map(|m| m.info().unwrap().stream_sequence as i64)
@@ -214,16 +227,24 @@ async fn bare_loop(js: &jetstream::Context, db: &TestDb, events: usize, batch: u
         .await
         .unwrap();
         tx.commit().await.unwrap();
-        for message in &fetched {
-            message.ack().await.unwrap();
-        }
+        ack_all(&js.client(), &fetched).await.unwrap();
         done += fetched.len();
     }
-    js.client().flush().await.unwrap();
     started.elapsed()
 }
 
-/// The real projector, from start-up until everything is applied, committed and acked.
+async fn readyz(addr: std::net::SocketAddr) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
+        return false;
+    };
+    let _ = stream.write_all(b"GET /readyz HTTP/1.0\r\n\r\n").await;
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response).await;
+    response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200")
+}
+
+/// The real projector, from readiness until everything is applied, committed and acked.
 async fn projector_run(
     js: &jetstream::Context,
     db: &TestDb,
@@ -235,9 +256,15 @@ async fn projector_run(
     config.batch_size = batch as u32;
     config.fetch_wait_ms = 100;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
     let token = CancellationToken::new();
-    let started = Instant::now();
     let handle = tokio::spawn(run_projector_until_stopped(config, listener, token.clone()));
+    // Time from readiness (connected, migrated, consumer looked up), as the bare loop's time
+    // starts after its set-up too.
+    while !readyz(addr).await {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let started = Instant::now();
     let stream = js.get_stream(STREAM_NAME).await.unwrap();
     loop {
         tokio::time::sleep(Duration::from_millis(5)).await;

@@ -1,5 +1,5 @@
-//! Fetching from JetStream pull consumers, shared by `serve` (the durable consumer) and
-//! `rebuild` (an ephemeral one).
+//! Fetching from JetStream pull consumers, shared by `serve` (the durable consumer),
+//! `rebuild` (an ephemeral one) and the benchmark's bare loop.
 
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ use crate::parse::{InboundMessage, ParsedBatch, parse_batch};
 /// Fetches up to `max` messages. Takes what is available at once; when nothing is, waits up to
 /// `wait` for a first message and then takes what has arrived beside it. So a busy stream is
 /// read in full batches and a quiet one with low latency, never by spinning.
-pub(crate) async fn fetch_batch(
+pub async fn fetch_batch(
     consumer: &PullConsumer,
     max: usize,
     wait: Duration,
@@ -115,7 +115,7 @@ pub(crate) async fn nak_all(messages: &[jetstream::Message]) {
 }
 
 /// Detaches a JetStream message from the client: subject, headers, body and delivery info.
-pub(crate) fn to_inbound(message: &jetstream::Message) -> InboundMessage {
+pub fn to_inbound(message: &jetstream::Message) -> InboundMessage {
     let (stream_sequence, deliveries) = message
         .info()
         .map(|info| (info.stream_sequence, info.delivered))
@@ -143,7 +143,7 @@ pub(crate) fn to_inbound(message: &jetstream::Message) -> InboundMessage {
 
 /// Acks every message. Acks are plain publishes on the client's connection; `flush` makes sure
 /// they left before the caller goes on (e.g. to a shutdown).
-pub(crate) async fn ack_all(
+pub async fn ack_all(
     client: &async_nats::Client,
     messages: &[jetstream::Message],
 ) -> anyhow::Result<()> {

@@ -20,7 +20,7 @@ pub mod apply;
 pub mod clock;
 mod commands;
 pub mod config;
-mod consume;
+pub mod consume;
 pub mod dead_letters;
 pub mod figures;
 mod fold;

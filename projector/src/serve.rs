@@ -12,6 +12,7 @@ use followup_contract::PROJECTOR_CONSUMER;
 use followup_infra::{Readiness, connect_database, connect_nats, ensure_stream, migrate_database};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::apply::{BatchReport, apply_and_commit};
@@ -95,6 +96,7 @@ impl Projector {
         let mut batches = prefetch_batches(consumer.clone(), max, wait, fetcher.clone());
         let mut last_lag_check = Instant::now() - Duration::from_secs(60);
         self.refresh_gauges().await;
+        let mut pending_acks: Option<JoinHandle<()>> = None;
         let result = loop {
             let batch = tokio::select! {
                 _ = shutdown.cancelled() => break Ok(()),
@@ -104,24 +106,33 @@ impl Projector {
                 },
             };
             let (batch, parsed) = batch;
-            if !batch.is_empty() {
+            let idle = batch.is_empty();
+            if !idle {
                 // From here on the batch is in hand: finish it even if shutdown fires.
-                if let Err(err) = self.handle_batch(&batch, &parsed, shutdown).await {
-                    break Err(err);
+                match self.handle_batch(batch, &parsed, shutdown).await {
+                    Ok(acks) => {
+                        if let Some(previous) = std::mem::replace(&mut pending_acks, acks) {
+                            let _ = previous.await;
+                        }
+                    }
+                    Err(err) => break Err(err),
                 }
             }
-            if batch.is_empty() || last_lag_check.elapsed() >= Duration::from_secs(1) {
+            if idle || last_lag_check.elapsed() >= Duration::from_secs(1) {
                 last_lag_check = Instant::now();
                 match consumer.info().await {
                     Ok(info) => self.metrics.set_consumer_pending(info.num_pending),
                     Err(err) => tracing::debug!(error = %err, "consumer info"),
                 }
-                if batch.is_empty() {
+                if idle {
                     // Idle: keep sentToday right across local midnight.
                     self.refresh_gauges().await;
                 }
             }
         };
+        if let Some(acks) = pending_acks {
+            let _ = acks.await;
+        }
         fetcher.cancel();
         while let Some((batch, _)) = batches.recv().await {
             nak_all(&batch).await;
@@ -136,10 +147,10 @@ impl Projector {
     /// an outage and lose good events. Only a message that is not a valid event is dead-lettered.
     async fn handle_batch(
         &self,
-        batch: &[jetstream::Message],
+        batch: Vec<jetstream::Message>,
         parsed: &ParsedBatch,
         shutdown: &CancellationToken,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<Option<JoinHandle<()>>> {
         let mut delay = Duration::from_millis(100);
         let (report, seconds) = loop {
             let started = Instant::now();
@@ -153,27 +164,31 @@ impl Projector {
                     self.ready.store(false, Ordering::Relaxed);
                     if shutdown.is_cancelled() {
                         // Not acked: the server redelivers it to the next projector.
-                        return Ok(());
+                        return Ok(None);
                     }
-                    for message in batch {
+                    for message in &batch {
                         let _ = message.ack_with(AckKind::Progress).await;
                     }
                     tokio::select! {
-                        _ = shutdown.cancelled() => return Ok(()),
+                        _ = shutdown.cancelled() => return Ok(None),
                         _ = tokio::time::sleep(delay) => {}
                     }
                     delay = (delay * 2).min(Duration::from_secs(5));
                 }
             }
         };
-        if let Err(err) = ack_all(&self.client, batch).await {
-            // Committed but not acked: the server redelivers, and the inbox makes those
-            // redeliveries duplicates.
-            tracing::warn!(error = format!("{err:#}"), "acking a committed batch");
-        }
+        // Acks go out in a task, beside the next batch's transaction.
+        let client = self.client.clone();
+        let acks = tokio::spawn(async move {
+            if let Err(err) = ack_all(&client, &batch).await {
+                // Committed but not acked: the server redelivers, and the inbox makes those
+                // redeliveries duplicates.
+                tracing::warn!(error = format!("{err:#}"), "acking a committed batch");
+            }
+        });
         self.ready.store(true, Ordering::Relaxed);
         self.after_commit(&report, seconds).await;
-        Ok(())
+        Ok(Some(acks))
     }
 
     async fn after_commit(&self, report: &BatchReport, seconds: f64) {

@@ -11,7 +11,7 @@ use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
 use crate::fold::BatchPlan;
-use crate::model::{Delivery, LeadRecord, LeadState};
+use crate::model::{DayDelta, Delivery, LeadRecord, LeadState};
 
 /// Inserts event ids into the inbox and returns those that were not there yet.
 pub(crate) async fn insert_inbox_ids(
@@ -221,7 +221,12 @@ async fn write_figure_deltas(conn: &mut PgConnection, plan: &BatchPlan) -> sqlx:
         .execute(&mut *conn)
         .await?;
     }
-    let days = &plan.deltas.days;
+    let days: Vec<(&str, NaiveDate, &DayDelta)> = plan
+        .deltas
+        .days
+        .iter()
+        .flat_map(|(scope, days)| days.iter().map(move |(day, d)| (scope.as_str(), *day, d)))
+        .collect();
     if !days.is_empty() {
         sqlx::query(
             "INSERT INTO projection_scope_days AS d (scope, local_date, sent, t3_net, t7_net) \
@@ -229,11 +234,11 @@ async fn write_figure_deltas(conn: &mut PgConnection, plan: &BatchPlan) -> sqlx:
              ON CONFLICT (scope, local_date) DO UPDATE SET sent = d.sent + EXCLUDED.sent, \
                t3_net = d.t3_net + EXCLUDED.t3_net, t7_net = d.t7_net + EXCLUDED.t7_net",
         )
-        .bind(days.keys().map(|(s, _)| s.as_str()).collect::<Vec<_>>())
-        .bind(days.keys().map(|(_, d)| *d).collect::<Vec<NaiveDate>>())
-        .bind(days.values().map(|d| d.sent).collect::<Vec<_>>())
-        .bind(days.values().map(|d| d.t3_net).collect::<Vec<_>>())
-        .bind(days.values().map(|d| d.t7_net).collect::<Vec<_>>())
+        .bind(days.iter().map(|(scope, _, _)| *scope).collect::<Vec<_>>())
+        .bind(days.iter().map(|(_, day, _)| *day).collect::<Vec<_>>())
+        .bind(days.iter().map(|(_, _, d)| d.sent).collect::<Vec<_>>())
+        .bind(days.iter().map(|(_, _, d)| d.t3_net).collect::<Vec<_>>())
+        .bind(days.iter().map(|(_, _, d)| d.t7_net).collect::<Vec<_>>())
         .execute(conn)
         .await?;
     }

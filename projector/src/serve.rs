@@ -1,0 +1,220 @@
+//! `serve`: the durable pull consumer `projector`, applying one batch per transaction, acking
+//! after commit, then announcing the change and updating the gauges.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
+use chrono::Utc;
+use followup_contract::PROJECTOR_CONSUMER;
+use followup_infra::{Readiness, connect_database, connect_nats, ensure_stream, migrate_database};
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::apply::{BatchReport, apply_and_commit};
+use crate::config::Config;
+use crate::consume::{ack_all, nak_all, prefetch_batches};
+use crate::figures::load_figures;
+use crate::metrics::ProjectorMetrics;
+use crate::notice::{ChangeNotice, publish_notice};
+use crate::parse::ParsedBatch;
+use crate::scope::Scope;
+
+/// Runs the projector until `shutdown` fires: serves `/metrics`, `/healthz` and `/readyz` on
+/// `ops_listener` (bind port 0 in tests), consumes the stream and keeps the projection. A batch
+/// in hand when `shutdown` fires is finished (committed and acked) before it returns.
+pub async fn run_projector_until_stopped(
+    config: Config,
+    ops_listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let metrics = ProjectorMetrics::new().context("registering metrics")?;
+    let readiness = Readiness::default();
+    let ready = readiness.check("projector");
+    let ops = tokio::spawn(followup_infra::serve_ops(
+        ops_listener,
+        metrics.registry.clone(),
+        readiness,
+        shutdown.clone(),
+    ));
+
+    let pool = connect_database(&config.database_url, config.db_connections, &shutdown).await?;
+    migrate_database(&pool).await?;
+    let client = connect_nats(&config.nats_url, "followup-projector", &shutdown).await?;
+    let js = jetstream::new(client.clone());
+    let stream = ensure_stream(&js).await?;
+    let consumer: PullConsumer = stream
+        .get_consumer(PROJECTOR_CONSUMER)
+        .await
+        .map_err(|e| anyhow::anyhow!(e))
+        .context("looking up the projector's durable consumer")?;
+    ready.store(true, Ordering::Relaxed);
+    tracing::info!(
+        tz = config.followup_tz.name(),
+        batch = config.batch_size,
+        "projector serving"
+    );
+
+    let projector = Projector {
+        config,
+        pool,
+        client,
+        metrics,
+        ready,
+        last_gauges: std::sync::Mutex::new(Instant::now()),
+    };
+    let result = projector.consume_until_stopped(consumer, &shutdown).await;
+    projector.ready.store(false, Ordering::Relaxed);
+    shutdown.cancel();
+    let _ = ops.await;
+    result
+}
+
+struct Projector {
+    config: Config,
+    pool: PgPool,
+    client: async_nats::Client,
+    metrics: ProjectorMetrics,
+    /// `/readyz`: false while batches fail to apply (the database is away).
+    ready: Arc<AtomicBool>,
+    last_gauges: std::sync::Mutex<Instant>,
+}
+
+impl Projector {
+    async fn consume_until_stopped(
+        &self,
+        mut consumer: PullConsumer,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        let max = self.config.batch_size as usize;
+        let wait = self.config.fetch_wait();
+        let fetcher = shutdown.child_token();
+        let mut batches = prefetch_batches(consumer.clone(), max, wait, fetcher.clone());
+        let mut last_lag_check = Instant::now() - Duration::from_secs(60);
+        self.refresh_gauges().await;
+        let mut pending_acks: Option<JoinHandle<()>> = None;
+        let result = loop {
+            let batch = tokio::select! {
+                _ = shutdown.cancelled() => break Ok(()),
+                batch = batches.recv() => match batch {
+                    Some((batch, parsed)) => (batch, parsed),
+                    None => break Ok(()),
+                },
+            };
+            let (batch, parsed) = batch;
+            let idle = batch.is_empty();
+            if !idle {
+                // From here on the batch is in hand: finish it even if shutdown fires.
+                match self.handle_batch(batch, &parsed, shutdown).await {
+                    Ok(acks) => {
+                        if let Some(previous) = std::mem::replace(&mut pending_acks, acks) {
+                            let _ = previous.await;
+                        }
+                    }
+                    Err(err) => break Err(err),
+                }
+            }
+            if idle || last_lag_check.elapsed() >= Duration::from_secs(1) {
+                last_lag_check = Instant::now();
+                match consumer.info().await {
+                    Ok(info) => self.metrics.set_consumer_pending(info.num_pending),
+                    Err(err) => tracing::debug!(error = %err, "consumer info"),
+                }
+                if idle {
+                    // Idle: keep sentToday right across local midnight.
+                    self.refresh_gauges().await;
+                }
+            }
+        };
+        if let Some(acks) = pending_acks {
+            let _ = acks.await;
+        }
+        fetcher.cancel();
+        while let Some((batch, _)) = batches.recv().await {
+            nak_all(&batch).await;
+        }
+        let _ = self.client.flush().await;
+        result
+    }
+
+    /// Applies and commits a batch, then acks, announces and measures. While the database
+    /// fails, the batch is retried in hand (with "in progress" acks so the server does not
+    /// redeliver it): counting those failures as deliveries would exhaust `max_deliver` during
+    /// an outage and lose good events. Only a message that is not a valid event is dead-lettered.
+    async fn handle_batch(
+        &self,
+        batch: Vec<jetstream::Message>,
+        parsed: &ParsedBatch,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<Option<JoinHandle<()>>> {
+        let mut delay = Duration::from_millis(100);
+        let (report, seconds) = loop {
+            let started = Instant::now();
+            match apply_and_commit(&self.pool, self.config.followup_tz, parsed).await {
+                Ok(report) => break (report, started.elapsed().as_secs_f64()),
+                Err(err @ crate::apply::ApplyError::TimeZoneMismatch { .. }) => {
+                    return Err(err.into());
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, messages = batch.len(), "batch not applied; retrying");
+                    self.ready.store(false, Ordering::Relaxed);
+                    if shutdown.is_cancelled() {
+                        // Not acked: the server redelivers it to the next projector.
+                        return Ok(None);
+                    }
+                    for message in &batch {
+                        let _ = message.ack_with(AckKind::Progress).await;
+                    }
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return Ok(None),
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        };
+        // Acks go out in a task, beside the next batch's transaction.
+        let client = self.client.clone();
+        let acks = tokio::spawn(async move {
+            if let Err(err) = ack_all(&client, &batch).await {
+                // Committed but not acked: the server redelivers, and the inbox makes those
+                // redeliveries duplicates.
+                tracing::warn!(error = format!("{err:#}"), "acking a committed batch");
+            }
+        });
+        self.ready.store(true, Ordering::Relaxed);
+        self.after_commit(&report, seconds).await;
+        Ok(Some(acks))
+    }
+
+    async fn after_commit(&self, report: &BatchReport, seconds: f64) {
+        self.metrics.observe_batch(report, seconds);
+        if let Some(notice) = ChangeNotice::for_batch(report, Utc::now()) {
+            publish_notice(&self.client, &notice).await;
+        }
+        // At most about once a second under load: the gauges are scraped, not streamed.
+        let due = self
+            .last_gauges
+            .lock()
+            .map(|at| at.elapsed() >= Duration::from_secs(1));
+        if report.org && due.unwrap_or(true) {
+            self.refresh_gauges().await;
+        }
+        tracing::debug!(messages = report.outcomes.len(), seconds, "batch committed");
+    }
+
+    async fn refresh_gauges(&self) {
+        if let Ok(mut at) = self.last_gauges.lock() {
+            *at = Instant::now();
+        }
+        let now = self.config.clock.now();
+        match load_figures(&self.pool, &Scope::Org, now, self.config.followup_tz).await {
+            Ok(figures) => self.metrics.set_org_figures(&figures),
+            Err(err) => tracing::warn!(error = %err, "loading figures for the gauges"),
+        }
+    }
+}

@@ -124,11 +124,12 @@ impl Harness {
     }
 
     /// Acts as the producer's relay: publishes every unpublished outbox row (the trigger's
-    /// lead.changed.v1 events) and marks it published. Returns how many it published.
+    /// lead.changed.v1 events) and removes it from the outbox, as the relay does. Returns how many
+    /// it published.
     pub async fn relay_outbox(&self) -> usize {
         let rows = sqlx::query(
             "SELECT id, event_id, event_type, subject, idempotency_key, data, occurred_at \
-             FROM followup_outbox WHERE published_at IS NULL ORDER BY id",
+             FROM followup_outbox ORDER BY id",
         )
         .fetch_all(&self.db.pool)
         .await
@@ -145,7 +146,7 @@ impl Harness {
                 row.get::<serde_json::Value, _>("data"),
             );
             self.publish(&event).await;
-            sqlx::query("UPDATE followup_outbox SET published_at = now() WHERE id = $1")
+            sqlx::query("DELETE FROM followup_outbox WHERE id = $1")
                 .bind(row.get::<i64, _>("id"))
                 .execute(&self.db.pool)
                 .await

@@ -1,1 +1,49 @@
+//! The cockpit projector of the follow-up pipeline. It reads the `FOLLOWUP` JetStream stream
+//! through the durable pull consumer `projector` and keeps a Postgres read model of the cockpit
+//! figures for the organisation and for every sales user: pending T+3 and T+7, follow-ups sent
+//! today (local day in `FOLLOWUP_TZ`), conversion rate, trends against local midnight and the
+//! recent producer runs. Each fetched batch is applied in one transaction together with an
+//! inbox of event ids (exactly once in the projection), acked after commit and announced on
+//! `freshplan.cockpit.followup.changed`. The projection can be rebuilt from the stream
+//! ([`rebuild_projection`]) and checked against the CRM's tables ([`verify_projection`]).
+//!
+//! How the figures are kept: `projection_leads` holds each lead's latest state (by the
+//! `lead.changed.v1` sequence) and `projection_deliveries` its delivered follow-ups. Every
+//! accepted event is a transition of one lead; the lead's contribution to the scopes it belongs
+//! to before the transition is subtracted and the one after it added, into
+//! `projection_scope_figures` (current totals) and `projection_scope_days` (sent per local day of
+//! the delivery, and the net change of pending per local day of the event, whose sign is the
+//! trend). Day keys come from event times, never from the wall clock, so a rebuild yields the
+//! same rows. The gateway reads them through [`load_figures`] and [`load_recent_runs`].
 
+pub mod apply;
+pub mod clock;
+mod commands;
+pub mod config;
+mod consume;
+pub mod dead_letters;
+pub mod figures;
+mod fold;
+pub mod metrics;
+mod model;
+pub mod notice;
+pub mod rebuild;
+pub mod scope;
+mod serve;
+mod store;
+pub mod verify;
+
+pub use apply::{ApplyError, BatchReport, InboundMessage, apply_and_commit, apply_messages};
+pub use clock::Clock;
+pub use commands::run_cli;
+pub use config::{Cli, Command, Config, DeadLettersCommand};
+pub use dead_letters::{
+    DeadLetter, ReplayOutcome, ReplaySelection, list_dead_letters, replay_dead_letters,
+};
+pub use figures::{Figures, FiguresError, RecentRun, Trend, load_figures, load_recent_runs};
+pub use fold::Outcome;
+pub use notice::ChangeNotice;
+pub use rebuild::{RebuildProgress, rebuild_projection};
+pub use scope::Scope;
+pub use serve::run_projector_until_stopped;
+pub use verify::{Mismatch, VerifyReport, verify_projection};

@@ -1,0 +1,213 @@
+//! Applying a batch of stream messages to the projection inside the caller's transaction
+//! (esrs style: the caller begins, commits, and only then acks and announces). Parsing, inbox
+//! dedup, dead letters, folding and the set-based writes meet here.
+
+use std::collections::HashSet;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use followup_contract::{EventType, LeadEvent, parse_event};
+use sqlx::{PgConnection, PgPool};
+
+use crate::dead_letters::insert_dead_letter;
+use crate::fold::{Outcome, fold_events};
+use crate::store::{insert_inbox_ids, load_lead_records, write_plan};
+
+/// Advisory lock held by every transaction that writes the live projection, and by the swap at
+/// the end of `rebuild`: while a swap runs, `serve` waits.
+pub const APPLY_LOCK_KEY: i64 = 0x4650_5052_4f4a_0001;
+
+/// A message as fetched from the stream, detached from the NATS client so it can be stored,
+/// replayed and tested.
+#[derive(Debug, Clone)]
+pub struct InboundMessage {
+    pub stream_sequence: u64,
+    pub subject: String,
+    /// Header names to values (the last value of a repeated header).
+    pub headers: serde_json::Map<String, serde_json::Value>,
+    pub body: Bytes,
+    /// How often the server has delivered it (1 on first delivery).
+    pub deliveries: i64,
+}
+
+/// What a committed batch did.
+#[derive(Debug, Default)]
+pub struct BatchReport {
+    /// `(type label, outcome)` per message, in order. The label is the event type, or `unknown`
+    /// for a message whose type is not in the contract.
+    pub outcomes: Vec<(&'static str, Outcome)>,
+    /// Old and new owners and collaborators of the leads the batch changed.
+    pub users: Vec<String>,
+    /// Whether the organisation's figures or runs may have changed.
+    pub org: bool,
+    /// Latest event time among the applied events.
+    pub last_event_at: Option<DateTime<Utc>>,
+}
+
+impl BatchReport {
+    /// Number of messages with this outcome.
+    pub fn count(&self, outcome: Outcome) -> usize {
+        self.outcomes.iter().filter(|(_, o)| *o == outcome).count()
+    }
+}
+
+/// Why a batch could not be applied. Any of these rolls the whole batch back; the caller
+/// retries it without acking.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("database error while applying a batch: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error(
+        "the projection was built for time zone {stored}, this projector uses {configured}: \
+         run `followup-projector rebuild` to change it"
+    )]
+    TimeZoneMismatch { stored: String, configured: String },
+}
+
+/// Takes the projection's write lock for the rest of the caller's transaction.
+pub async fn lock_projection(conn: &mut PgConnection) -> sqlx::Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(APPLY_LOCK_KEY)
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+/// Applies `messages` (in stream order) inside the caller's transaction: messages that are not
+/// valid events go to `projection_dead_letters` (a parse error is deterministic, so they are
+/// stored on first sight instead of being redelivered), known event ids are duplicates, and the
+/// rest are folded into the read model.
+pub async fn apply_messages(
+    conn: &mut PgConnection,
+    tz: Tz,
+    messages: &[InboundMessage],
+) -> Result<BatchReport, ApplyError> {
+    // Per message: its type label and what decides its outcome.
+    enum Slot {
+        DeadLettered,
+        /// Index into `parsed`, or `None` for a repeat of an id earlier in this batch.
+        Event(Option<usize>),
+    }
+    let mut parsed = Vec::with_capacity(messages.len());
+    let mut seen = HashSet::with_capacity(messages.len());
+    let mut slots = Vec::with_capacity(messages.len());
+    for message in messages {
+        match parse_event(&message.body) {
+            Ok((envelope, event)) => {
+                let label =
+                    EventType::parse(&envelope.event_type).map_or("unknown", |t| t.as_str());
+                let index = seen.insert(envelope.id).then_some(parsed.len());
+                if index.is_some() {
+                    parsed.push((envelope.id, envelope.time.with_timezone(&Utc), event));
+                }
+                slots.push((label, Slot::Event(index)));
+            }
+            Err(reason) => {
+                insert_dead_letter(conn, message, &reason.to_string()).await?;
+                slots.push((type_label(&message.body), Slot::DeadLettered));
+            }
+        }
+    }
+    let ids: Vec<_> = parsed.iter().map(|(id, _, _)| *id).collect();
+    let new: HashSet<_> = insert_inbox_ids(conn, &ids).await?.into_iter().collect();
+    let fresh: Vec<(DateTime<Utc>, &LeadEvent)> = parsed
+        .iter()
+        .filter(|(id, _, _)| new.contains(id))
+        .map(|(_, at, event)| (*at, event))
+        .collect();
+    let lead_ids: Vec<i64> = fresh.iter().filter_map(|(_, e)| lead_id(e)).collect();
+    let records = load_lead_records(conn, &lead_ids).await?;
+    let (fresh_outcomes, plan) = fold_events(&fresh, records, tz);
+    write_plan(conn, &plan).await?;
+
+    // Merge the outcomes of the fresh events back into message order.
+    let mut fresh_outcomes = fresh_outcomes.into_iter();
+    let outcomes = slots
+        .into_iter()
+        .map(|(label, slot)| match slot {
+            Slot::DeadLettered => (label, Outcome::DeadLettered),
+            Slot::Event(Some(i)) if new.contains(&parsed[i].0) => {
+                let outcome = fresh_outcomes.next().expect("one outcome per fresh event");
+                (label, outcome)
+            }
+            Slot::Event(_) => (label, Outcome::Duplicate),
+        })
+        .collect();
+    let last_event_at = fresh.iter().map(|(at, _)| *at).max();
+    let last_sequence = messages
+        .iter()
+        .map(|m| m.stream_sequence)
+        .max()
+        .unwrap_or(0);
+    record_progress(conn, tz, last_sequence, last_event_at).await?;
+    Ok(BatchReport {
+        outcomes,
+        users: plan.users.into_iter().collect(),
+        org: plan.org,
+        last_event_at,
+    })
+}
+
+/// Begins a transaction, takes the projection lock, applies `messages` and commits.
+pub async fn apply_and_commit(
+    pool: &PgPool,
+    tz: Tz,
+    messages: &[InboundMessage],
+) -> Result<BatchReport, ApplyError> {
+    let mut tx = pool.begin().await?;
+    lock_projection(&mut tx).await?;
+    let report = apply_messages(&mut tx, tz, messages).await?;
+    tx.commit().await?;
+    Ok(report)
+}
+
+fn lead_id(event: &LeadEvent) -> Option<i64> {
+    match event {
+        LeadEvent::Changed(c) => Some(c.lead_id),
+        LeadEvent::Sent(s) => Some(s.lead_id),
+        LeadEvent::Failed(_) | LeadEvent::Processed(_) => None,
+    }
+}
+
+/// The metric label of a message that failed to parse: its `type` when that is a contract type
+/// (e.g. only its data is broken), else `unknown`, so labels stay a bounded set.
+fn type_label(body: &[u8]) -> &'static str {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| {
+            v.get("type")
+                .and_then(|t| t.as_str())
+                .and_then(EventType::parse)
+        })
+        .map_or("unknown", EventType::as_str)
+}
+
+/// Records how far the projection got, and refuses to mix day keys of two time zones.
+async fn record_progress(
+    conn: &mut PgConnection,
+    tz: Tz,
+    last_sequence: u64,
+    last_event_at: Option<DateTime<Utc>>,
+) -> Result<(), ApplyError> {
+    let stored: String = sqlx::query_scalar(
+        "INSERT INTO projection_state (id, time_zone, last_stream_sequence, last_event_at) \
+         VALUES (TRUE, $1, $2, $3) ON CONFLICT (id) DO UPDATE SET \
+           last_stream_sequence = \
+             GREATEST(projection_state.last_stream_sequence, EXCLUDED.last_stream_sequence), \
+           last_event_at = GREATEST(projection_state.last_event_at, EXCLUDED.last_event_at) \
+         RETURNING time_zone",
+    )
+    .bind(tz.name())
+    .bind(i64::try_from(last_sequence).unwrap_or(i64::MAX))
+    .bind(last_event_at)
+    .fetch_one(conn)
+    .await?;
+    if stored != tz.name() {
+        return Err(ApplyError::TimeZoneMismatch {
+            stored,
+            configured: tz.name().to_owned(),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,108 @@
+//! Configuration from the environment and matching flags, validated at start-up.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use chrono_tz::Tz;
+use clap::{Args, Parser, Subcommand};
+
+use crate::clock::Clock;
+
+/// `followup-projector`: keeps the cockpit's follow-up figures from the `FOLLOWUP` stream.
+#[derive(Debug, Parser)]
+#[command(name = "followup-projector", version, about)]
+pub struct Cli {
+    #[command(flatten)]
+    pub config: Config,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Consume the stream and keep the projection, with /metrics, /healthz, /readyz.
+    Serve,
+    /// Rebuild the projection from the start of the stream beside the live one, then swap.
+    Rebuild,
+    /// Recompute every figure from `leads` and the delivery records; exit 1 on a difference.
+    Verify,
+    /// List or replay dead letters.
+    #[command(subcommand)]
+    DeadLetters(DeadLettersCommand),
+}
+
+/// `dead-letters` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DeadLettersCommand {
+    /// Print every stored dead letter as a JSON line.
+    List,
+    /// Re-apply one dead letter (by id) or all of them; applied ones are removed.
+    Replay {
+        /// Id of the dead letter to replay.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        id: Option<i64>,
+        /// Replay every dead letter.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+/// Settings shared by every subcommand.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Postgres URL of the CRM database.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: String,
+    /// NATS URL.
+    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: String,
+    /// Listener of /metrics, /healthz, /readyz.
+    #[arg(long, env = "HTTP_ADDR", default_value = "127.0.0.1:9102")]
+    pub http_addr: SocketAddr,
+    /// Time zone of "today" and of local midnight (an IANA name).
+    #[arg(long, env = "FOLLOWUP_TZ", default_value = "Europe/Berlin", value_parser = parse_tz)]
+    pub followup_tz: Tz,
+    /// Messages per fetch and per transaction.
+    #[arg(long, env = "PROJECTOR_BATCH_SIZE", default_value_t = 2000,
+          value_parser = clap::value_parser!(u32).range(1..=20_000))]
+    pub batch_size: u32,
+    /// How long an idle fetch waits for the first message, in milliseconds.
+    #[arg(long, env = "PROJECTOR_FETCH_WAIT_MS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(10..=30_000))]
+    pub fetch_wait_ms: u64,
+    /// Postgres connections in the pool.
+    #[arg(long, env = "PROJECTOR_DB_CONNECTIONS", default_value_t = 4,
+          value_parser = clap::value_parser!(u32).range(2..=64))]
+    pub db_connections: u32,
+    /// Source of "now" for the gauges; tests inject a fixed or moving clock.
+    #[arg(skip = Clock::system())]
+    pub clock: Clock,
+}
+
+impl Config {
+    /// A configuration with defaults, for tests and benchmarks that start the projector in
+    /// process.
+    pub fn new(database_url: impl Into<String>, nats_url: impl Into<String>) -> Config {
+        Config {
+            database_url: database_url.into(),
+            nats_url: nats_url.into(),
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            followup_tz: chrono_tz::Europe::Berlin,
+            batch_size: 2000,
+            fetch_wait_ms: 1000,
+            db_connections: 4,
+            clock: Clock::system(),
+        }
+    }
+
+    /// The idle fetch wait.
+    pub fn fetch_wait(&self) -> Duration {
+        Duration::from_millis(self.fetch_wait_ms)
+    }
+}
+
+fn parse_tz(s: &str) -> Result<Tz, String> {
+    s.parse::<Tz>()
+        .map_err(|err| format!("not an IANA time zone: {s:?} ({err})"))
+}

@@ -1,0 +1,106 @@
+//! Fetching from JetStream pull consumers, shared by `serve` (the durable consumer) and
+//! `rebuild` (an ephemeral one).
+
+use std::time::Duration;
+
+use anyhow::Context;
+use async_nats::jetstream::{self, consumer::PullConsumer};
+use futures::StreamExt;
+
+use crate::apply::InboundMessage;
+
+/// Fetches up to `max` messages. Takes what is available at once; when nothing is, waits up to
+/// `wait` for a first message and then takes what has arrived beside it. So a busy stream is
+/// read in full batches and a quiet one with low latency, never by spinning.
+pub(crate) async fn fetch_batch(
+    consumer: &PullConsumer,
+    max: usize,
+    wait: Duration,
+) -> anyhow::Result<Vec<jetstream::Message>> {
+    let mut batch = fetch_available(consumer, max).await?;
+    if batch.is_empty() {
+        let mut first = consumer
+            .batch()
+            .max_messages(1)
+            .expires(wait)
+            .messages()
+            .await
+            .context("requesting a message")?;
+        while let Some(message) = first.next().await {
+            batch.push(
+                message
+                    .map_err(|e| anyhow::anyhow!(e))
+                    .context("receiving a message")?,
+            );
+        }
+        if !batch.is_empty() && max > 1 {
+            batch.extend(fetch_available(consumer, max - 1).await?);
+        }
+    }
+    Ok(batch)
+}
+
+async fn fetch_available(
+    consumer: &PullConsumer,
+    max: usize,
+) -> anyhow::Result<Vec<jetstream::Message>> {
+    let mut messages = consumer
+        .fetch()
+        .max_messages(max)
+        .messages()
+        .await
+        .context("requesting a batch")?;
+    let mut batch = Vec::with_capacity(max.min(1024));
+    while let Some(message) = messages.next().await {
+        batch.push(
+            message
+                .map_err(|e| anyhow::anyhow!(e))
+                .context("receiving a batch")?,
+        );
+    }
+    Ok(batch)
+}
+
+/// Detaches a JetStream message from the client: subject, headers, body and delivery info.
+pub(crate) fn to_inbound(message: &jetstream::Message) -> InboundMessage {
+    let (stream_sequence, deliveries) = message
+        .info()
+        .map(|info| (info.stream_sequence, info.delivered))
+        .unwrap_or((0, 1));
+    let headers = message
+        .headers
+        .iter()
+        .flat_map(|h| h.iter())
+        .filter_map(|(name, values)| {
+            let value = values.last()?;
+            Some((
+                name.to_string(),
+                serde_json::Value::String(value.to_string()),
+            ))
+        })
+        .collect();
+    InboundMessage {
+        stream_sequence,
+        subject: message.subject.to_string(),
+        headers,
+        body: message.payload.clone(),
+        deliveries,
+    }
+}
+
+/// Acks every message. Acks are plain publishes on the client's connection; `flush` makes sure
+/// they left before the caller goes on (e.g. to a shutdown).
+pub(crate) async fn ack_all(
+    client: &async_nats::Client,
+    messages: &[jetstream::Message],
+) -> anyhow::Result<()> {
+    for message in messages {
+        message
+            .ack()
+            .await
+            .map_err(|e| anyhow::anyhow!(e))
+            .context("acking")?;
+    }
+    client.flush().await.context("flushing acks")?;
+    Ok(())
+}

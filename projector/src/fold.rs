@@ -1,0 +1,128 @@
+//! Folds the new events of one batch, in stream order, over the stored state of the leads they
+//! touch. Pure: the caller loads the records and writes the resulting plan in its transaction.
+
+use std::collections::{BTreeSet, HashMap};
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use followup_contract::{FollowupProcessed, LeadEvent};
+
+use crate::model::{Delivery, FigureDeltas, LeadRecord, LeadState};
+
+/// What happened to one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// It changed the projection (or was a no-op by design, such as `failed`).
+    Applied,
+    /// Its event id (or, for `sent`, its lead and kind) was applied before.
+    Duplicate,
+    /// A `lead.changed.v1` whose sequence is not larger than the stored one.
+    Stale,
+    /// It cannot be applied and was stored in `projection_dead_letters`.
+    DeadLettered,
+}
+
+impl Outcome {
+    /// The `outcome` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Applied => "applied",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Stale => "stale",
+            Outcome::DeadLettered => "dead_lettered",
+        }
+    }
+}
+
+/// The writes one batch makes, and whom they concern.
+#[derive(Debug, Default)]
+pub(crate) struct BatchPlan {
+    /// Final state of every lead whose state changed.
+    pub leads: HashMap<i64, LeadState>,
+    /// New deliveries, per lead.
+    pub deliveries: Vec<(i64, Delivery)>,
+    pub deltas: FigureDeltas,
+    pub runs: Vec<FollowupProcessed>,
+    /// Old and new members of every touched lead.
+    pub users: BTreeSet<String>,
+    /// Whether anything the organisation scope shows (figures or runs) may have changed.
+    pub org: bool,
+}
+
+/// Applies `events` (already deduplicated against the inbox, in stream order) to `records`
+/// (the stored records of the leads they name; missing ones are unknown) and returns each
+/// event's outcome and the plan.
+pub(crate) fn fold_events(
+    events: &[(DateTime<Utc>, &LeadEvent)],
+    mut records: HashMap<i64, LeadRecord>,
+    tz: Tz,
+) -> (Vec<Outcome>, BatchPlan) {
+    let mut plan = BatchPlan::default();
+    let mut outcomes = Vec::with_capacity(events.len());
+    for (at, event) in events {
+        let outcome = match event {
+            LeadEvent::Changed(change) => {
+                let record = records
+                    .entry(change.lead_id)
+                    .or_insert_with(LeadRecord::unknown);
+                if change.sequence <= record.state.sequence {
+                    Outcome::Stale
+                } else {
+                    let after = LeadRecord {
+                        state: LeadState::from_change(change, *at),
+                        deliveries: record.deliveries.clone(),
+                    };
+                    plan.deltas.record_transition(record, &after, *at, tz);
+                    plan.users.extend(record.members());
+                    plan.users.extend(after.members());
+                    plan.leads.insert(change.lead_id, after.state.clone());
+                    *record = after;
+                    plan.org = true;
+                    Outcome::Applied
+                }
+            }
+            LeadEvent::Sent(sent) => {
+                let record = records
+                    .entry(sent.lead_id)
+                    .or_insert_with(LeadRecord::unknown);
+                if record.deliveries.iter().any(|d| d.kind == sent.kind) {
+                    Outcome::Duplicate
+                } else {
+                    let delivery = Delivery {
+                        kind: sent.kind,
+                        sent_at: sent.sent_at,
+                        run_id: sent.run_id.clone(),
+                    };
+                    let mut after = record.clone();
+                    after.deliveries.push(delivery.clone());
+                    plan.deltas.record_transition(record, &after, *at, tz);
+                    plan.users.extend(after.members());
+                    if record.state.sequence == 0 {
+                        // Keep a placeholder row so the delivery is found when the state arrives.
+                        plan.leads
+                            .entry(sent.lead_id)
+                            .or_insert_with(LeadState::unknown);
+                    }
+                    plan.deliveries.push((sent.lead_id, delivery));
+                    *record = after;
+                    plan.org = true;
+                    Outcome::Applied
+                }
+            }
+            // A final failure changes no figure: pending follows the lead's flags, which the
+            // producer changes (or not) through lead.changed.v1.
+            LeadEvent::Failed(_) => Outcome::Applied,
+            LeadEvent::Processed(run) => {
+                plan.runs.push(run.clone());
+                plan.org = true;
+                Outcome::Applied
+            }
+        };
+        outcomes.push(outcome);
+    }
+    (outcomes, plan)
+}
+
+#[cfg(test)]
+#[path = "fold_tests.rs"]
+mod tests;

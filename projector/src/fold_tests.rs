@@ -1,0 +1,106 @@
+use super::*;
+use chrono::TimeZone;
+use followup_contract::{FollowupKind, FollowupSent, LeadChanged};
+
+fn tz() -> Tz {
+    "Europe/Berlin".parse().unwrap()
+}
+
+fn at(h: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 29, h, 0, 0).unwrap()
+}
+
+fn change(seq: i64, status: &str, owner: &str, collaborators: &[&str]) -> LeadEvent {
+    LeadEvent::Changed(LeadChanged {
+        lead_id: 1,
+        owner_user_id: Some(owner.into()),
+        collaborator_user_ids: collaborators.iter().map(|c| c.to_string()).collect(),
+        status: status.into(),
+        registered_at: at(0),
+        clock_stopped_at: None,
+        t3_sent: false,
+        t7_sent: false,
+        deleted: status == "DELETED",
+        sequence: seq,
+    })
+}
+
+fn sent(kind: FollowupKind, h: u32) -> LeadEvent {
+    LeadEvent::Sent(FollowupSent {
+        lead_id: 1,
+        owner_user_id: Some("u1".into()),
+        kind,
+        sent_at: at(h),
+        run_id: "r1".into(),
+    })
+}
+
+fn fold(events: &[LeadEvent]) -> (Vec<Outcome>, BatchPlan) {
+    let timed: Vec<_> = events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (at(i as u32 + 1), e))
+        .collect();
+    fold_events(&timed, HashMap::new(), tz())
+}
+
+#[test]
+fn a_lower_sequence_after_a_higher_one_is_stale() {
+    let (outcomes, plan) = fold(&[
+        change(5, "ACTIVE", "u1", &[]),
+        change(3, "CONVERTED", "u1", &[]),
+    ]);
+    assert_eq!(outcomes, [Outcome::Applied, Outcome::Stale]);
+    assert_eq!(plan.leads[&1].status, "ACTIVE");
+    assert_eq!(plan.deltas.totals["org"].pending_t3, 1);
+    assert_eq!(plan.deltas.totals["user:u1"].pending_t3, 1);
+}
+
+#[test]
+fn members_share_the_figures_and_a_move_shifts_them() {
+    let (_, plan) = fold(&[
+        change(1, "ACTIVE", "u1", &["u2"]),
+        change(2, "ACTIVE", "u3", &[]),
+    ]);
+    let totals = &plan.deltas.totals;
+    assert_eq!(totals["user:u1"].pending_t3, 0);
+    assert_eq!(totals["user:u2"].pending_t3, 0);
+    assert_eq!(totals["user:u3"].pending_t3, 1);
+    assert_eq!(totals["org"].pending_t3, 1);
+    assert_eq!(plan.users.iter().collect::<Vec<_>>(), ["u1", "u2", "u3"]);
+}
+
+#[test]
+fn deleted_leads_count_nowhere_and_take_their_deliveries_along() {
+    let (_, plan) = fold(&[
+        change(1, "ACTIVE", "u1", &[]),
+        sent(FollowupKind::T3, 2),
+        change(2, "DELETED", "u1", &[]),
+    ]);
+    for totals in plan.deltas.totals.values() {
+        assert_eq!(*totals, Default::default());
+    }
+    assert!(plan.deltas.days.values().all(|d| d.sent == 0));
+}
+
+#[test]
+fn a_second_delivery_of_a_kind_is_a_duplicate_and_conversion_needs_one() {
+    let (outcomes, plan) = fold(&[
+        change(1, "ACTIVE", "u1", &[]),
+        sent(FollowupKind::T3, 2),
+        sent(FollowupKind::T3, 3),
+        change(2, "CONVERTED", "u1", &[]),
+    ]);
+    assert_eq!(outcomes[2], Outcome::Duplicate);
+    let org = plan.deltas.totals["org"];
+    assert_eq!((org.followed, org.converted, org.pending_t3), (1, 1, 0));
+    let day = chrono::NaiveDate::from_ymd_opt(2026, 11, 29).unwrap();
+    assert_eq!(plan.deltas.days[&("org".to_owned(), day)].sent, 1);
+}
+
+#[test]
+fn a_delivery_before_the_lead_state_counts_once_the_state_arrives() {
+    let (_, plan) = fold(&[sent(FollowupKind::T3, 2), change(1, "ACTIVE", "u1", &[])]);
+    assert_eq!(plan.deltas.totals["user:u1"].followed, 1);
+    assert_eq!(plan.deliveries.len(), 1);
+}

@@ -1,0 +1,129 @@
+//! The projector's Prometheus metrics, in their own registry. Base units, no user ids in labels.
+
+use prometheus::{
+    Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
+};
+
+use crate::apply::BatchReport;
+use crate::figures::Figures;
+
+/// Handles to every metric; cheap to clone.
+#[derive(Clone)]
+pub struct ProjectorMetrics {
+    pub registry: Registry,
+    pending: IntGaugeVec,
+    sent_today: IntGauge,
+    conversion_ratio: Gauge,
+    events: IntCounterVec,
+    consumer_pending: IntGauge,
+    apply_duration: Histogram,
+    dead_letters: IntCounter,
+    last_event_timestamp: Gauge,
+}
+
+impl ProjectorMetrics {
+    /// Creates and registers the metrics.
+    pub fn new() -> prometheus::Result<ProjectorMetrics> {
+        let registry = Registry::new();
+        let pending = IntGaugeVec::new(
+            Opts::new(
+                "followup_pending",
+                "Leads waiting for a follow-up, organisation-wide",
+            ),
+            &["kind"],
+        )?;
+        let sent_today = IntGauge::new(
+            "followup_sent_today",
+            "Follow-ups delivered since local midnight (FOLLOWUP_TZ), organisation-wide",
+        )?;
+        let conversion_ratio = Gauge::new(
+            "followup_conversion_ratio",
+            "Share (0-1) of followed-up leads that are now CONVERTED",
+        )?;
+        let events = IntCounterVec::new(
+            Opts::new(
+                "followup_projector_events_total",
+                "Messages handled, by type and outcome",
+            ),
+            &["type", "outcome"],
+        )?;
+        let consumer_pending = IntGauge::new(
+            "followup_projector_consumer_pending",
+            "Messages in the stream not yet delivered to the projector's consumer",
+        )?;
+        let apply_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "followup_projector_apply_duration_seconds",
+                "Time to apply and commit one batch",
+            )
+            .buckets(vec![
+                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+        )?;
+        let dead_letters = IntCounter::new(
+            "followup_projector_dead_letters_total",
+            "Messages stored as dead letters",
+        )?;
+        let last_event_timestamp = Gauge::new(
+            "followup_projector_last_event_timestamp_seconds",
+            "Event time of the latest applied event, Unix seconds",
+        )?;
+        registry.register(Box::new(pending.clone()))?;
+        registry.register(Box::new(sent_today.clone()))?;
+        registry.register(Box::new(conversion_ratio.clone()))?;
+        registry.register(Box::new(events.clone()))?;
+        registry.register(Box::new(consumer_pending.clone()))?;
+        registry.register(Box::new(apply_duration.clone()))?;
+        registry.register(Box::new(dead_letters.clone()))?;
+        registry.register(Box::new(last_event_timestamp.clone()))?;
+        Ok(ProjectorMetrics {
+            registry,
+            pending,
+            sent_today,
+            conversion_ratio,
+            events,
+            consumer_pending,
+            apply_duration,
+            dead_letters,
+            last_event_timestamp,
+        })
+    }
+
+    /// Counts a committed batch and how long it took.
+    pub fn observe_batch(&self, report: &BatchReport, seconds: f64) {
+        self.apply_duration.observe(seconds);
+        for (label, outcome) in &report.outcomes {
+            self.events
+                .with_label_values(&[*label, outcome.as_str()])
+                .inc();
+            if *outcome == crate::fold::Outcome::DeadLettered {
+                self.dead_letters.inc();
+            }
+        }
+        if let Some(at) = report.last_event_at {
+            let seconds = at.timestamp_micros() as f64 / 1e6;
+            if seconds > self.last_event_timestamp.get() {
+                self.last_event_timestamp.set(seconds);
+            }
+        }
+    }
+
+    /// Sets the organisation-wide gauges from freshly loaded figures.
+    pub fn set_org_figures(&self, figures: &Figures) {
+        self.pending
+            .with_label_values(&["t3"])
+            .set(figures.pending_t3);
+        self.pending
+            .with_label_values(&["t7"])
+            .set(figures.pending_t7);
+        self.sent_today.set(figures.sent_today);
+        self.conversion_ratio.set(figures.conversion_rate / 100.0);
+    }
+
+    /// Sets the consumer lag.
+    pub fn set_consumer_pending(&self, pending: u64) {
+        self.consumer_pending
+            .set(i64::try_from(pending).unwrap_or(i64::MAX));
+    }
+}

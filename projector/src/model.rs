@@ -1,0 +1,189 @@
+//! The pure core of the projection: a lead's follow-up state, what it contributes to the figures
+//! of each scope, and the deltas a state transition makes. No I/O, so the rules are unit-tested
+//! here and shared by `serve`, `rebuild` and dead-letter replay.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use chrono_tz::Tz;
+use followup_contract::{FollowupKind, LeadChanged};
+
+use crate::clock::local_date;
+use crate::scope::{Scope, lead_members};
+
+/// A lead as the projection knows it (`projection_leads`).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct LeadState {
+    /// Sequence of the applied `lead.changed.v1`; 0 while the lead is known only from a delivery.
+    pub sequence: i64,
+    pub owner_user_id: Option<String>,
+    pub collaborator_user_ids: Vec<String>,
+    pub status: String,
+    pub registered_at: Option<DateTime<Utc>>,
+    pub clock_stopped_at: Option<DateTime<Utc>>,
+    pub t3_sent: bool,
+    pub t7_sent: bool,
+    pub deleted: bool,
+    pub changed_at: Option<DateTime<Utc>>,
+}
+
+impl LeadState {
+    /// A lead seen only through a `sent` event: it counts nowhere until its state arrives.
+    pub fn unknown() -> LeadState {
+        LeadState {
+            sequence: 0,
+            owner_user_id: None,
+            collaborator_user_ids: Vec::new(),
+            status: String::new(),
+            registered_at: None,
+            clock_stopped_at: None,
+            t3_sent: false,
+            t7_sent: false,
+            deleted: false,
+            changed_at: None,
+        }
+    }
+
+    /// The state a `lead.changed.v1` describes, applied at event time `at`.
+    pub fn from_change(change: &LeadChanged, at: DateTime<Utc>) -> LeadState {
+        LeadState {
+            sequence: change.sequence,
+            owner_user_id: change.owner_user_id.clone(),
+            collaborator_user_ids: change.collaborator_user_ids.clone(),
+            status: change.status.clone(),
+            registered_at: Some(change.registered_at),
+            clock_stopped_at: change.clock_stopped_at,
+            t3_sent: change.t3_sent,
+            t7_sent: change.t7_sent,
+            deleted: change.deleted || change.status == "DELETED",
+            changed_at: Some(at),
+        }
+    }
+
+    fn counts(&self) -> bool {
+        self.sequence > 0 && !self.deleted
+    }
+
+    fn clock_running_active(&self) -> bool {
+        self.status == "ACTIVE" && self.clock_stopped_at.is_none()
+    }
+
+    fn pending_t3(&self) -> bool {
+        self.clock_running_active() && !self.t3_sent
+    }
+
+    fn pending_t7(&self) -> bool {
+        self.clock_running_active() && self.t3_sent && !self.t7_sent
+    }
+}
+
+/// One delivered follow-up (`projection_deliveries`).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Delivery {
+    pub kind: FollowupKind,
+    pub sent_at: DateTime<Utc>,
+    pub run_id: String,
+}
+
+/// A lead with its deliveries: everything its contribution depends on.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct LeadRecord {
+    pub state: LeadState,
+    pub deliveries: Vec<Delivery>,
+}
+
+impl LeadRecord {
+    pub fn unknown() -> LeadRecord {
+        LeadRecord {
+            state: LeadState::unknown(),
+            deliveries: Vec::new(),
+        }
+    }
+
+    /// The users whose figures include this lead (none when it counts nowhere).
+    pub fn members(&self) -> Vec<String> {
+        if !self.state.counts() {
+            return Vec::new();
+        }
+        lead_members(
+            self.state.owner_user_id.as_deref(),
+            &self.state.collaborator_user_ids,
+        )
+    }
+
+    fn scopes(&self) -> Vec<String> {
+        if !self.state.counts() {
+            return Vec::new();
+        }
+        let users = self.members().into_iter().map(Scope::User);
+        std::iter::once(Scope::Org)
+            .chain(users)
+            .map(|s| s.key())
+            .collect()
+    }
+}
+
+/// Changes of the current figures of one scope.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct TotalsDelta {
+    pub pending_t3: i64,
+    pub pending_t7: i64,
+    pub followed: i64,
+    pub converted: i64,
+}
+
+/// Changes of one scope's counters for one local day.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct DayDelta {
+    pub sent: i64,
+    pub t3_net: i64,
+    pub t7_net: i64,
+}
+
+/// Accumulated deltas of a batch. An entry exists for every key a transition touched, even when
+/// it sums to zero, so the set of stored rows depends on the events only, never on how they
+/// were cut into batches (a rebuild then yields exactly the same rows).
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct FigureDeltas {
+    pub totals: BTreeMap<String, TotalsDelta>,
+    pub days: BTreeMap<(String, NaiveDate), DayDelta>,
+}
+
+impl FigureDeltas {
+    /// Records the lead's move from `before` to `after`, which happened at `at`: its old
+    /// contribution leaves its old scopes and its new one enters the new scopes. Pending changes
+    /// land on the local day of `at` (for trends); sent counts stay on their delivery days.
+    pub fn record_transition(
+        &mut self,
+        before: &LeadRecord,
+        after: &LeadRecord,
+        at: DateTime<Utc>,
+        tz: Tz,
+    ) {
+        let day = local_date(at, tz);
+        for (record, sign) in [(before, -1), (after, 1)] {
+            let state = &record.state;
+            let followed = !record.deliveries.is_empty();
+            let totals = TotalsDelta {
+                pending_t3: sign * i64::from(state.pending_t3()),
+                pending_t7: sign * i64::from(state.pending_t7()),
+                followed: sign * i64::from(followed),
+                converted: sign * i64::from(followed && state.status == "CONVERTED"),
+            };
+            for scope in record.scopes() {
+                let entry = self.totals.entry(scope.clone()).or_default();
+                entry.pending_t3 += totals.pending_t3;
+                entry.pending_t7 += totals.pending_t7;
+                entry.followed += totals.followed;
+                entry.converted += totals.converted;
+                let net = self.days.entry((scope.clone(), day)).or_default();
+                net.t3_net += totals.pending_t3;
+                net.t7_net += totals.pending_t7;
+                for delivery in &record.deliveries {
+                    let sent_day = local_date(delivery.sent_at, tz);
+                    self.days.entry((scope.clone(), sent_day)).or_default().sent += sign;
+                }
+            }
+        }
+    }
+}

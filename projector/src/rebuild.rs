@@ -1,0 +1,226 @@
+//! `rebuild`: builds the projection again from the start of the stream in the shadow schema
+//! `projection_rebuild`, while `serve` keeps the live tables up, then swaps them in.
+//!
+//! Coexistence with a running `serve`: the shadow tables are created from the same migration
+//! file and written by the same apply code (through `search_path`). After the stream's last
+//! sequence at start, the rebuild catches up to the position the live projection recorded,
+//! then takes the projection's advisory lock (so `serve` pauses before its next transaction),
+//! catches up the last few messages, and swaps the tables schema by schema in that one
+//! transaction. Messages the live projection had not applied yet are applied by `serve` after
+//! the swap; ones the shadow already has are duplicates by its inbox. Dead letters are not part
+//! of the projection and stay as they are. A second rebuild at the same time is refused.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use async_nats::jetstream::{self, consumer};
+use chrono_tz::Tz;
+use followup_contract::STREAM_NAME;
+use sqlx::{Connection, PgConnection, PgPool};
+
+use crate::apply::{apply_messages, lock_projection};
+use crate::consume::{ack_all, fetch_batch, to_inbound};
+use crate::fold::Outcome;
+
+/// The projection's DDL: the migration file, run again inside the shadow schema.
+const PROJECTION_DDL: &str = include_str!("../../migrations/20261129000003_projection.sql");
+/// Session advisory lock that keeps a second rebuild out.
+const REBUILD_LOCK_KEY: i64 = 0x4650_5052_4f4a_0002;
+
+const SWAP_SQL: &str = "
+DROP SCHEMA IF EXISTS projection_retired CASCADE;
+CREATE SCHEMA projection_retired;
+ALTER TABLE public.projection_inbox SET SCHEMA projection_retired;
+ALTER TABLE public.projection_leads SET SCHEMA projection_retired;
+ALTER TABLE public.projection_deliveries SET SCHEMA projection_retired;
+ALTER TABLE public.projection_scope_figures SET SCHEMA projection_retired;
+ALTER TABLE public.projection_scope_days SET SCHEMA projection_retired;
+ALTER TABLE public.projection_runs SET SCHEMA projection_retired;
+ALTER TABLE public.projection_state SET SCHEMA projection_retired;
+ALTER TABLE projection_rebuild.projection_inbox SET SCHEMA public;
+ALTER TABLE projection_rebuild.projection_leads SET SCHEMA public;
+ALTER TABLE projection_rebuild.projection_deliveries SET SCHEMA public;
+ALTER TABLE projection_rebuild.projection_scope_figures SET SCHEMA public;
+ALTER TABLE projection_rebuild.projection_scope_days SET SCHEMA public;
+ALTER TABLE projection_rebuild.projection_runs SET SCHEMA public;
+ALTER TABLE projection_rebuild.projection_state SET SCHEMA public;
+";
+
+/// Where a rebuild is, reported after every batch.
+#[derive(Debug, Clone, Copy)]
+pub struct RebuildProgress {
+    /// `build` (up to the stream's end at start), `catch-up` or `swap`.
+    pub phase: &'static str,
+    /// Stream sequence applied so far.
+    pub position: u64,
+    /// Sequence this phase runs to.
+    pub target: u64,
+    /// Messages applied so far.
+    pub messages: u64,
+    /// Messages skipped as not applicable (dead letters in the live table).
+    pub skipped: u64,
+}
+
+/// Rebuilds the projection and swaps it in; returns the final progress.
+pub async fn rebuild_projection(
+    pool: &PgPool,
+    js: &jetstream::Context,
+    tz: Tz,
+    batch_size: usize,
+    on_progress: &mut (dyn FnMut(&RebuildProgress) + Send),
+) -> anyhow::Result<RebuildProgress> {
+    let mut guard = pool.acquire().await?.detach();
+    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+        .bind(REBUILD_LOCK_KEY)
+        .fetch_one(&mut guard)
+        .await?;
+    if !locked {
+        bail!("another rebuild is running");
+    }
+    let mut shadow = pool.acquire().await?.detach();
+    create_shadow_tables(&mut shadow).await?;
+
+    let mut stream = js
+        .get_stream(STREAM_NAME)
+        .await
+        .context("looking up the stream")?;
+    let target = stream
+        .info()
+        .await
+        .context("stream info")?
+        .state
+        .last_sequence;
+    let reader = stream
+        .create_consumer(consumer::pull::Config {
+            deliver_policy: consumer::DeliverPolicy::All,
+            ack_policy: consumer::AckPolicy::Explicit,
+            max_ack_pending: i64::try_from(batch_size * 2).unwrap_or(i64::MAX),
+            inactive_threshold: Duration::from_secs(300),
+            description: Some("followup-projector rebuild".into()),
+            ..Default::default()
+        })
+        .await
+        .context("creating the rebuild's ephemeral consumer")?;
+    let mut reader = ShadowReader {
+        client: js.client(),
+        consumer: reader,
+        leftover: Vec::new(),
+        batch_size,
+        tz,
+        progress: RebuildProgress {
+            phase: "build",
+            position: 0,
+            target,
+            messages: 0,
+            skipped: 0,
+        },
+    };
+    reader.apply_until(&mut shadow, target, on_progress).await?;
+
+    // Catch up with what `serve` applied meanwhile, first without holding it up.
+    reader.progress.phase = "catch-up";
+    for _ in 0..5 {
+        let live = live_position(pool).await?;
+        if live <= reader.progress.position {
+            break;
+        }
+        reader.apply_until(&mut shadow, live, on_progress).await?;
+    }
+    reader.progress.phase = "swap";
+    let mut swap = pool.begin().await?;
+    lock_projection(&mut swap).await?;
+    let live = live_position(&mut *swap).await?;
+    reader.apply_until(&mut shadow, live, on_progress).await?;
+    sqlx::raw_sql(SWAP_SQL)
+        .execute(&mut *swap)
+        .await
+        .context("swapping tables")?;
+    swap.commit().await?;
+    on_progress(&reader.progress);
+
+    sqlx::raw_sql("DROP SCHEMA projection_retired CASCADE; DROP SCHEMA projection_rebuild CASCADE")
+        .execute(&mut shadow)
+        .await?;
+    let name = reader.consumer.cached_info().name.clone();
+    let _ = stream.delete_consumer(&name).await;
+    shadow.close().await?;
+    guard.close().await?;
+    Ok(reader.progress)
+}
+
+async fn create_shadow_tables(shadow: &mut PgConnection) -> anyhow::Result<()> {
+    sqlx::raw_sql(
+        "DROP SCHEMA IF EXISTS projection_rebuild CASCADE; CREATE SCHEMA projection_rebuild; \
+         SET search_path = projection_rebuild",
+    )
+    .execute(&mut *shadow)
+    .await?;
+    sqlx::raw_sql(PROJECTION_DDL)
+        .execute(&mut *shadow)
+        .await
+        .context("creating shadow tables")?;
+    // From now on this connection's unqualified names are the shadow tables (and the CRM's).
+    sqlx::raw_sql("SET search_path = projection_rebuild, public")
+        .execute(&mut *shadow)
+        .await?;
+    Ok(())
+}
+
+async fn live_position<'e>(db: impl sqlx::PgExecutor<'e>) -> sqlx::Result<u64> {
+    let position: Option<i64> =
+        sqlx::query_scalar("SELECT last_stream_sequence FROM public.projection_state")
+            .fetch_optional(db)
+            .await?;
+    Ok(position.map_or(0, |p| u64::try_from(p).unwrap_or(0)))
+}
+
+struct ShadowReader {
+    client: async_nats::Client,
+    consumer: consumer::PullConsumer,
+    /// Messages fetched beyond the current target, kept for the next phase.
+    leftover: Vec<jetstream::Message>,
+    batch_size: usize,
+    tz: Tz,
+    progress: RebuildProgress,
+}
+
+impl ShadowReader {
+    /// Applies stream messages up to sequence `target` to the shadow tables, one transaction
+    /// per batch.
+    async fn apply_until(
+        &mut self,
+        shadow: &mut PgConnection,
+        target: u64,
+        on_progress: &mut (dyn FnMut(&RebuildProgress) + Send),
+    ) -> anyhow::Result<()> {
+        self.progress.target = target;
+        while self.progress.position < target {
+            let mut batch = std::mem::take(&mut self.leftover);
+            if batch.is_empty() {
+                batch =
+                    fetch_batch(&self.consumer, self.batch_size, Duration::from_secs(2)).await?;
+                if batch.is_empty() {
+                    break; // Nothing more to read: the stream has a gap up to `target`.
+                }
+            }
+            let split = batch
+                .iter()
+                .position(|m| to_inbound(m).stream_sequence > target)
+                .unwrap_or(batch.len());
+            self.leftover = batch.split_off(split);
+            if batch.is_empty() {
+                break;
+            }
+            let inbound: Vec<_> = batch.iter().map(to_inbound).collect();
+            let mut tx = shadow.begin().await?;
+            let report = apply_messages(&mut tx, self.tz, &inbound).await?;
+            tx.commit().await?;
+            ack_all(&self.client, &batch).await?;
+            self.progress.position = inbound.last().map_or(0, |m| m.stream_sequence);
+            self.progress.messages += inbound.len() as u64;
+            self.progress.skipped += report.count(Outcome::DeadLettered) as u64;
+            on_progress(&self.progress);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,240 @@
+//! Set-based SQL of the apply transaction: one statement per table and batch, with arrays bound
+//! as parameters and expanded by UNNEST. Every function takes the caller's connection, which is
+//! inside the caller's transaction. Table names are unqualified on purpose: `rebuild` points the
+//! same statements at its shadow schema through `search_path`.
+
+use std::collections::HashMap;
+
+use chrono::NaiveDate;
+use followup_contract::FollowupKind;
+use sqlx::{PgConnection, Row};
+use uuid::Uuid;
+
+use crate::fold::BatchPlan;
+use crate::model::{Delivery, LeadRecord, LeadState};
+
+/// Inserts event ids into the inbox and returns those that were not there yet.
+pub(crate) async fn insert_inbox_ids(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+) -> sqlx::Result<Vec<Uuid>> {
+    sqlx::query_scalar(
+        "INSERT INTO projection_inbox (event_id) SELECT * FROM UNNEST($1::uuid[]) \
+         ON CONFLICT DO NOTHING RETURNING event_id",
+    )
+    .bind(ids)
+    .fetch_all(conn)
+    .await
+}
+
+/// Loads the stored records (state and deliveries) of these leads.
+pub(crate) async fn load_lead_records(
+    conn: &mut PgConnection,
+    lead_ids: &[i64],
+) -> sqlx::Result<HashMap<i64, LeadRecord>> {
+    let rows = sqlx::query(
+        "SELECT lead_id, sequence, owner_user_id, collaborator_user_ids, status, registered_at, \
+         clock_stopped_at, t3_sent, t7_sent, deleted, changed_at \
+         FROM projection_leads WHERE lead_id = ANY($1)",
+    )
+    .bind(lead_ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut records = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let state = LeadState {
+            sequence: row.try_get("sequence")?,
+            owner_user_id: row.try_get("owner_user_id")?,
+            collaborator_user_ids: row.try_get("collaborator_user_ids")?,
+            status: row.try_get("status")?,
+            registered_at: row.try_get("registered_at")?,
+            clock_stopped_at: row.try_get("clock_stopped_at")?,
+            t3_sent: row.try_get("t3_sent")?,
+            t7_sent: row.try_get("t7_sent")?,
+            deleted: row.try_get("deleted")?,
+            changed_at: row.try_get("changed_at")?,
+        };
+        let lead_id: i64 = row.try_get("lead_id")?;
+        let deliveries = Vec::new();
+        records.insert(lead_id, LeadRecord { state, deliveries });
+    }
+    let rows = sqlx::query(
+        "SELECT lead_id, kind, sent_at, run_id FROM projection_deliveries \
+         WHERE lead_id = ANY($1) ORDER BY lead_id, kind",
+    )
+    .bind(lead_ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    for row in rows {
+        let lead_id: i64 = row.try_get("lead_id")?;
+        let kind: String = row.try_get("kind")?;
+        let delivery = Delivery {
+            kind: FollowupKind::parse(&kind).unwrap_or(FollowupKind::T3),
+            sent_at: row.try_get("sent_at")?,
+            run_id: row.try_get("run_id")?,
+        };
+        records
+            .entry(lead_id)
+            .or_insert_with(LeadRecord::unknown)
+            .deliveries
+            .push(delivery);
+    }
+    Ok(records)
+}
+
+/// Writes a batch plan: lead states, deliveries, figure deltas and runs.
+pub(crate) async fn write_plan(conn: &mut PgConnection, plan: &BatchPlan) -> sqlx::Result<()> {
+    write_leads(conn, plan).await?;
+    if !plan.deliveries.is_empty() {
+        let deliveries = &plan.deliveries;
+        sqlx::query(
+            "INSERT INTO projection_deliveries (lead_id, kind, sent_at, run_id) \
+             SELECT * FROM UNNEST($1::int8[], $2::text[], $3::timestamptz[], $4::text[]) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(deliveries.iter().map(|(lead, _)| *lead).collect::<Vec<_>>())
+        .bind(
+            deliveries
+                .iter()
+                .map(|(_, d)| d.kind.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            deliveries
+                .iter()
+                .map(|(_, d)| d.sent_at)
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            deliveries
+                .iter()
+                .map(|(_, d)| d.run_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .execute(&mut *conn)
+        .await?;
+    }
+    write_figure_deltas(conn, plan).await?;
+    if !plan.runs.is_empty() {
+        let runs = &plan.runs;
+        sqlx::query(
+            "INSERT INTO projection_runs (run_id, t3_count, t7_count, skipped_count, error_count, \
+             processed_at, duration_ms) \
+             SELECT * FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::int8[], $5::int8[], \
+             $6::timestamptz[], $7::int8[]) ON CONFLICT DO NOTHING",
+        )
+        .bind(runs.iter().map(|r| r.run_id.as_str()).collect::<Vec<_>>())
+        .bind(runs.iter().map(|r| r.t3_count).collect::<Vec<_>>())
+        .bind(runs.iter().map(|r| r.t7_count).collect::<Vec<_>>())
+        .bind(runs.iter().map(|r| r.skipped_count).collect::<Vec<_>>())
+        .bind(runs.iter().map(|r| r.error_count).collect::<Vec<_>>())
+        .bind(runs.iter().map(|r| r.processed_at).collect::<Vec<_>>())
+        .bind(runs.iter().map(|r| r.duration_ms).collect::<Vec<_>>())
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+async fn write_leads(conn: &mut PgConnection, plan: &BatchPlan) -> sqlx::Result<()> {
+    if plan.leads.is_empty() {
+        return Ok(());
+    }
+    let leads: Vec<(&i64, &LeadState)> = plan.leads.iter().collect();
+    // Collaborator lists travel as JSON text: UNNEST would flatten a two-dimensional array.
+    let collaborators: Vec<String> = leads
+        .iter()
+        .map(|(_, s)| serde_json::to_string(&s.collaborator_user_ids).expect("strings serialise"))
+        .collect();
+    sqlx::query(
+        "INSERT INTO projection_leads (lead_id, sequence, owner_user_id, collaborator_user_ids, \
+         status, registered_at, clock_stopped_at, t3_sent, t7_sent, deleted, changed_at) \
+         SELECT l.lead_id, l.sequence, l.owner, \
+                ARRAY(SELECT jsonb_array_elements_text(l.collaborators::jsonb)), \
+                l.status, l.registered_at, l.clock_stopped_at, l.t3, l.t7, l.deleted, l.changed_at \
+         FROM UNNEST($1::int8[], $2::int8[], $3::text[], $4::text[], $5::text[], \
+                     $6::timestamptz[], $7::timestamptz[], $8::bool[], $9::bool[], $10::bool[], \
+                     $11::timestamptz[]) \
+              AS l(lead_id, sequence, owner, collaborators, status, registered_at, \
+                   clock_stopped_at, t3, t7, deleted, changed_at) \
+         ON CONFLICT (lead_id) DO UPDATE SET sequence = EXCLUDED.sequence, \
+           owner_user_id = EXCLUDED.owner_user_id, \
+           collaborator_user_ids = EXCLUDED.collaborator_user_ids, status = EXCLUDED.status, \
+           registered_at = EXCLUDED.registered_at, clock_stopped_at = EXCLUDED.clock_stopped_at, \
+           t3_sent = EXCLUDED.t3_sent, t7_sent = EXCLUDED.t7_sent, deleted = EXCLUDED.deleted, \
+           changed_at = EXCLUDED.changed_at",
+    )
+    .bind(leads.iter().map(|(id, _)| **id).collect::<Vec<_>>())
+    .bind(leads.iter().map(|(_, s)| s.sequence).collect::<Vec<_>>())
+    .bind(
+        leads
+            .iter()
+            .map(|(_, s)| s.owner_user_id.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    .bind(collaborators)
+    .bind(
+        leads
+            .iter()
+            .map(|(_, s)| s.status.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        leads
+            .iter()
+            .map(|(_, s)| s.registered_at)
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        leads
+            .iter()
+            .map(|(_, s)| s.clock_stopped_at)
+            .collect::<Vec<_>>(),
+    )
+    .bind(leads.iter().map(|(_, s)| s.t3_sent).collect::<Vec<_>>())
+    .bind(leads.iter().map(|(_, s)| s.t7_sent).collect::<Vec<_>>())
+    .bind(leads.iter().map(|(_, s)| s.deleted).collect::<Vec<_>>())
+    .bind(leads.iter().map(|(_, s)| s.changed_at).collect::<Vec<_>>())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+async fn write_figure_deltas(conn: &mut PgConnection, plan: &BatchPlan) -> sqlx::Result<()> {
+    let totals = &plan.deltas.totals;
+    if !totals.is_empty() {
+        sqlx::query(
+            "INSERT INTO projection_scope_figures AS f \
+               (scope, pending_t3, pending_t7, followed, converted) \
+             SELECT * FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::int8[], $5::int8[]) \
+             ON CONFLICT (scope) DO UPDATE SET pending_t3 = f.pending_t3 + EXCLUDED.pending_t3, \
+               pending_t7 = f.pending_t7 + EXCLUDED.pending_t7, \
+               followed = f.followed + EXCLUDED.followed, \
+               converted = f.converted + EXCLUDED.converted",
+        )
+        .bind(totals.keys().map(String::as_str).collect::<Vec<_>>())
+        .bind(totals.values().map(|t| t.pending_t3).collect::<Vec<_>>())
+        .bind(totals.values().map(|t| t.pending_t7).collect::<Vec<_>>())
+        .bind(totals.values().map(|t| t.followed).collect::<Vec<_>>())
+        .bind(totals.values().map(|t| t.converted).collect::<Vec<_>>())
+        .execute(&mut *conn)
+        .await?;
+    }
+    let days = &plan.deltas.days;
+    if !days.is_empty() {
+        sqlx::query(
+            "INSERT INTO projection_scope_days AS d (scope, local_date, sent, t3_net, t7_net) \
+             SELECT * FROM UNNEST($1::text[], $2::date[], $3::int8[], $4::int8[], $5::int8[]) \
+             ON CONFLICT (scope, local_date) DO UPDATE SET sent = d.sent + EXCLUDED.sent, \
+               t3_net = d.t3_net + EXCLUDED.t3_net, t7_net = d.t7_net + EXCLUDED.t7_net",
+        )
+        .bind(days.keys().map(|(s, _)| s.as_str()).collect::<Vec<_>>())
+        .bind(days.keys().map(|(_, d)| *d).collect::<Vec<NaiveDate>>())
+        .bind(days.values().map(|d| d.sent).collect::<Vec<_>>())
+        .bind(days.values().map(|d| d.t3_net).collect::<Vec<_>>())
+        .bind(days.values().map(|d| d.t7_net).collect::<Vec<_>>())
+        .execute(conn)
+        .await?;
+    }
+    Ok(())
+}

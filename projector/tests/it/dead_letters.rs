@@ -1,0 +1,114 @@
+use chrono::Utc;
+use followup_projector::{
+    ReplayOutcome, ReplaySelection, Scope, list_dead_letters, replay_dead_letters,
+};
+
+use crate::helpers::{Harness, TZ, change, sample};
+
+#[tokio::test]
+async fn poison_messages_between_good_ones_are_dead_lettered_with_their_reason() {
+    let h = Harness::start().await;
+    let now = Utc::now();
+    let good = |lead| change(lead, 1, "ACTIVE", "u1").at(now).event();
+    let mut wrong_version = serde_json::to_value(good(90)).unwrap();
+    wrong_version["specversion"] = "0.3".into();
+    let mut unknown_type = serde_json::to_value(good(91)).unwrap();
+    unknown_type["type"] = "lead.exploded.v1".into();
+    let mut missing_field = serde_json::to_value(good(92)).unwrap();
+    missing_field["data"]
+        .as_object_mut()
+        .unwrap()
+        .remove("sequence");
+
+    h.publish(&good(1)).await;
+    h.publish_raw("freshplan.lead.changed", b"{not json".to_vec(), "poison-1")
+        .await;
+    h.publish(&good(2)).await;
+    h.publish_raw(
+        "freshplan.lead.changed",
+        wrong_version.to_string().into_bytes(),
+        "poison-2",
+    )
+    .await;
+    h.publish_raw(
+        "freshplan.lead.exploded",
+        unknown_type.to_string().into_bytes(),
+        "poison-3",
+    )
+    .await;
+    h.publish_raw(
+        "freshplan.lead.changed",
+        missing_field.to_string().into_bytes(),
+        "poison-4",
+    )
+    .await;
+    h.publish(&good(3)).await;
+
+    let projector = h.spawn_projector(h.config()).await;
+    h.wait_until_caught_up().await;
+    assert_eq!(
+        h.figures(&Scope::Org, now).await.pending_t3,
+        3,
+        "good ones applied"
+    );
+    let letters = list_dead_letters(&h.db.pool).await.unwrap();
+    let reasons: Vec<&str> = letters.iter().map(|l| l.reason.as_str()).collect();
+    assert_eq!(letters.len(), 4, "{reasons:?}");
+    assert!(
+        reasons[0].starts_with("not a CloudEvents JSON object"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[1].contains("unsupported specversion \"0.3\""),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[2].contains("unknown event type \"lead.exploded.v1\""),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[3].contains("invalid data for lead.changed.v1") && reasons[3].contains("sequence")
+    );
+    assert_eq!(letters[0].body, "{not json");
+    assert_eq!(letters[2].subject, "freshplan.lead.exploded");
+    assert_eq!(letters[1].headers["Nats-Msg-Id"], "poison-2");
+    let metrics = projector.metrics().await;
+    assert_eq!(
+        sample(&metrics, "followup_projector_dead_letters_total", &[]),
+        4.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "followup_projector_events_total",
+            &["type=\"lead.changed.v1\"", "dead_lettered"]
+        ),
+        2.0,
+        "a broken event of a known type keeps its type label: {metrics}"
+    );
+    projector.stop().await;
+
+    // After a fix of the stored message, replay applies it and removes it; the rest stay.
+    let fixed = serde_json::to_value(good(91)).unwrap().to_string();
+    sqlx::query("UPDATE projection_dead_letters SET body = $1 WHERE id = $2")
+        .bind(fixed.as_bytes())
+        .bind(letters[2].id)
+        .execute(&h.db.pool)
+        .await
+        .unwrap();
+    let outcomes = replay_dead_letters(&h.db.pool, TZ, ReplaySelection::All)
+        .await
+        .unwrap();
+    let applied = outcomes
+        .iter()
+        .filter(|o| matches!(o, ReplayOutcome::Applied { .. }))
+        .count();
+    let failing = outcomes
+        .iter()
+        .filter(|o| matches!(o, ReplayOutcome::StillFailing { .. }))
+        .count();
+    assert_eq!((applied, failing), (1, 3));
+    assert_eq!(list_dead_letters(&h.db.pool).await.unwrap().len(), 3);
+    assert_eq!(h.figures(&Scope::Org, now).await.pending_t3, 4);
+}

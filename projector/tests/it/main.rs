@@ -1,0 +1,12 @@
+//! Integration tests of the projector against a real nats-server and Postgres, one binary with
+//! one module per behaviour.
+
+mod crm;
+mod dead_letters;
+mod dedup;
+mod figures;
+mod helpers;
+mod kill;
+mod ordering;
+mod rebuild;
+mod verify;

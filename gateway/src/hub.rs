@@ -446,10 +446,12 @@ enum Next {
 
 impl Subscription {
     /// The response body: `retry`, the first frame, then pushed frames and heartbeats, until the
-    /// client goes, is cut off (an error aborts the connection) or `shutdown` fires (a clean end).
+    /// client goes, is cut off (an error aborts the connection), or `shutdown` fires or
+    /// `expires_in` passes (a clean end).
     pub fn into_body_stream(
         self,
         heartbeat: Duration,
+        expires_in: Option<Duration>,
         metrics: GatewayMetrics,
         shutdown: CancellationToken,
     ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
@@ -466,12 +468,16 @@ impl Subscription {
             metrics.sse_frames.inc();
             yield Ok(first.bytes.clone());
             let mut beat = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
+            let far = Duration::from_secs(10 * 365 * 24 * 3600);
+            let expiry = tokio::time::sleep(expires_in.unwrap_or(far).min(far));
+            tokio::pin!(expiry);
             beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 let next = tokio::select! {
                     biased;
                     _ = shutdown.cancelled() => Next::End,
                     _ = kicked.cancelled() => Next::Kicked,
+                    _ = &mut expiry => Next::End,
                     frame = rx.recv() => frame.map_or(Next::End, Next::Frame),
                     _ = beat.tick() => Next::Heartbeat,
                 };
@@ -650,6 +656,7 @@ mod tests {
         // Its body stream ends with an error (the connection is aborted), after the first frame.
         let mut body = Box::pin(stalled.into_body_stream(
             Duration::from_secs(15),
+            None,
             hub.inner.metrics.clone(),
             shutdown.clone(),
         ));
@@ -696,6 +703,7 @@ mod tests {
         let sub = hub.subscribe("org".into(), None).await.unwrap();
         let mut body = Box::pin(sub.into_body_stream(
             Duration::from_millis(30),
+            None,
             hub.inner.metrics.clone(),
             shutdown.clone(),
         ));

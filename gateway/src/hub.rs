@@ -231,8 +231,9 @@ impl Hub {
         let (tx, rx) = mpsc::channel(self.inner.config.client_buffer);
         let kicked = CancellationToken::new();
         let id = self.inner.next_client.fetch_add(1, Ordering::Relaxed);
-        let cached = {
+        let (cached, new_scope) = {
             let mut scopes = self.inner.scopes.lock().expect("hub lock");
+            let new_scope = !scopes.contains_key(&scope);
             let entry = scopes
                 .entry(scope.clone())
                 .or_insert_with(|| ScopeEntry::new(Instant::now()));
@@ -243,7 +244,7 @@ impl Hub {
                     kicked: kicked.clone(),
                 },
             );
-            match (&entry.latest, last_event_id) {
+            let cached = match (&entry.latest, last_event_id) {
                 (Some(frame), None)
                     if entry.dirty.is_none()
                         && !entry.refreshing
@@ -252,8 +253,13 @@ impl Hub {
                     Some(frame.clone())
                 }
                 _ => None,
-            }
+            };
+            (cached, new_scope)
         };
+        if new_scope {
+            // The worker may be asleep with no deadline for this scope yet.
+            self.inner.wake.notify_one();
+        }
         self.inner.metrics.sse_clients.inc();
         let guard = ClientGuard {
             hub: self.clone(),
@@ -268,8 +274,18 @@ impl Hub {
                 }
                 // Reserved before loading, so a reload that started earlier has a lower id.
                 let frame_id = self.next_frame_id();
-                let snapshot = (self.inner.loader)(scope).await?;
-                Arc::new(Frame::new(frame_id, &snapshot.json, None))
+                let snapshot = (self.inner.loader)(scope.clone()).await?;
+                let frame = Arc::new(Frame::new(frame_id, &snapshot.json, None));
+                // The first client of a scope: the worker's next reload compares with what it
+                // got (a reload that already pushed something has set the fingerprint).
+                let mut scopes = self.inner.scopes.lock().expect("hub lock");
+                if let Some(entry) = scopes.get_mut(&scope)
+                    && entry.fingerprint.is_none()
+                {
+                    entry.fingerprint = Some(snapshot.fingerprint);
+                }
+                drop(scopes);
+                frame
             }
         };
         Ok(Subscription {
@@ -621,6 +637,8 @@ mod tests {
         let (hub, _, _) = hub(8, 200);
         let shutdown = CancellationToken::new();
         tokio::spawn(hub.clone().run(shutdown.clone()));
+        // The worker is idle with no scopes when the first client comes.
+        tokio::time::sleep(Duration::from_millis(50)).await;
         let mut sub = hub.subscribe("org".into(), None).await.unwrap();
         let started = Instant::now();
         for _ in 0..3 {

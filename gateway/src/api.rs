@@ -108,8 +108,8 @@ fn figures_error(err: FiguresError) -> ApiError {
 
 /// Loads a scope's figures for the hub (`scope` is a key such as `org` or `user:u1`).
 pub async fn load_snapshot(pool: &PgPool, tz: Tz, scope: &str) -> anyhow::Result<Snapshot> {
-    let scope = Scope::from_key(scope)
-        .ok_or_else(|| anyhow::anyhow!("not a scope key: {scope:?}"))?;
+    let scope =
+        Scope::from_key(scope).ok_or_else(|| anyhow::anyhow!("not a scope key: {scope:?}"))?;
     let figures = load_figures(pool, &scope, Utc::now(), tz).await?;
     snapshot_of(&figures)
 }
@@ -129,10 +129,9 @@ pub fn snapshot_of(figures: &Figures) -> anyhow::Result<Snapshot> {
 
 fn no_store<T: IntoResponse>(body: T) -> Response {
     let mut response = body.into_response();
-    response.headers_mut().insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("no-store"),
-    );
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 
@@ -246,10 +245,7 @@ pub async fn get_stream(
         [
             (header::CONTENT_TYPE, "text/event-stream"),
             (header::CACHE_CONTROL, "no-cache, no-store"),
-            (
-                header::HeaderName::from_static("x-accel-buffering"),
-                "no",
-            ),
+            (header::HeaderName::from_static("x-accel-buffering"), "no"),
         ],
         Body::from_stream(body),
     )
@@ -357,11 +353,7 @@ pub async fn delete_session(State(state): State<AppState>) -> Response {
         "{SESSION_COOKIE}=; Path=/api; HttpOnly; SameSite=Strict; Max-Age=0{}",
         if state.cookie_secure { "; Secure" } else { "" }
     );
-    (
-        StatusCode::NO_CONTENT,
-        [(header::SET_COOKIE, cookie)],
-    )
-        .into_response()
+    (StatusCode::NO_CONTENT, [(header::SET_COOKIE, cookie)]).into_response()
 }
 
 /// JSON 404 for unknown routes.

@@ -12,7 +12,9 @@ use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
 use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet, KeyAlgorithm, PublicKeyUse};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, decode_header};
+use jsonwebtoken::{
+    Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, decode_header,
+};
 use serde_json::Value;
 use tokio::sync::{Mutex, RwLock};
 use tokio_util::sync::CancellationToken;
@@ -244,9 +246,11 @@ impl Authenticator {
             return Err(AuthError::Algorithm);
         }
         let claims: Value = match &inner.keys {
-            Keys::Secret(key) => decode::<Value>(token, key, &inner.validation)
-                .map_err(map_jwt_error)?
-                .claims,
+            Keys::Secret(key) => {
+                decode::<Value>(token, key, &inner.validation)
+                    .map_err(map_jwt_error)?
+                    .claims
+            }
             Keys::Jwks(jwks) => {
                 let keys = jwks.keys_for(header.kid.as_deref()).await?;
                 let mut last = AuthError::UnknownKey;
@@ -357,7 +361,10 @@ impl JwksKeys {
         *last = Instant::now();
         match load_jwks(&self.http, &self.source).await {
             Ok(fresh) => {
-                tracing::info!(keys = fresh.len(), "reloaded RS256 key set for an unknown kid");
+                tracing::info!(
+                    keys = fresh.len(),
+                    "reloaded RS256 key set for an unknown kid"
+                );
                 let fresh = Arc::new(fresh);
                 *self.keys.write().await = fresh.clone();
                 Ok(fresh)
@@ -382,7 +389,11 @@ async fn load_jwks_retrying(
             // A file is there or not; only a URL is worth waiting for.
             Err(err) if matches!(source, JwksSource::File(_)) => return Err(err),
             Err(err) => {
-                tracing::warn!(error = format!("{err:#}"), retry_in_ms = delay.as_millis() as u64, "JWKS not loadable yet");
+                tracing::warn!(
+                    error = format!("{err:#}"),
+                    retry_in_ms = delay.as_millis() as u64,
+                    "JWKS not loadable yet"
+                );
                 tokio::select! {
                     _ = shutdown.cancelled() => return Err(err.context("JWKS not loadable before shutdown")),
                     _ = tokio::time::sleep(delay) => {}
@@ -688,8 +699,12 @@ mod tests {
         );
         confused.kid = Some("sym".into());
         assert_eq!(
-            auth.verify(&sign(&confused, &claims, "0123456789abcdef0123456789abcdef"))
-                .await,
+            auth.verify(&sign(
+                &confused,
+                &claims,
+                "0123456789abcdef0123456789abcdef"
+            ))
+            .await,
             Err(AuthError::Algorithm)
         );
         // An unknown kid.

@@ -731,4 +731,20 @@ mod tests {
         shutdown.cancel();
         assert!(body.next().await.is_none());
     }
+
+    #[tokio::test]
+    async fn streams_end_when_the_token_expires() {
+        let (hub, _, _) = hub(8, 60_000);
+        let sub = hub.subscribe("org".into(), None).await.unwrap();
+        let mut body = Box::pin(sub.into_body_stream(
+            Duration::from_secs(15),
+            Some(Duration::from_millis(100)),
+            hub.inner.metrics.clone(),
+            CancellationToken::new(),
+        ));
+        body.next().await.unwrap().unwrap();
+        body.next().await.unwrap().unwrap();
+        let end = tokio::time::timeout(Duration::from_secs(2), body.next()).await;
+        assert!(matches!(end, Ok(None)), "stream ends at expiry");
+    }
 }

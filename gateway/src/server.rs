@@ -131,9 +131,11 @@ pub fn router(state: AppState, readiness: Readiness) -> Router {
         .method_not_allowed_fallback(api::method_not_allowed)
         .layer(middleware::from_fn(nosniff))
         .layer(middleware::from_fn_with_state(metrics, track_http))
-        .layer(CatchPanicLayer::custom(|_panic: Box<dyn std::any::Any + Send>| {
-            ApiError::Internal(anyhow::anyhow!("handler panicked")).into_response()
-        }))
+        .layer(CatchPanicLayer::custom(
+            |_panic: Box<dyn std::any::Any + Send>| {
+                ApiError::Internal(anyhow::anyhow!("handler panicked")).into_response()
+            },
+        ))
 }
 
 async fn nosniff(
@@ -180,7 +182,10 @@ async fn listen_for_notices(
     let client = match connect_nats(&url, "followup-gateway", &shutdown).await {
         Ok(client) => client,
         Err(err) => {
-            tracing::warn!(error = format!("{err:#}"), "no NATS: pushes only every period");
+            tracing::warn!(
+                error = format!("{err:#}"),
+                "no NATS: pushes only every period"
+            );
             return;
         }
     };
@@ -200,7 +205,10 @@ async fn listen_for_notices(
     let _ = client.flush().await;
     ready.store(true, Ordering::Relaxed);
     hub.mark_all_dirty();
-    tracing::info!(subject = COCKPIT_CHANGED_SUBJECT, "listening for change notices");
+    tracing::info!(
+        subject = COCKPIT_CHANGED_SUBJECT,
+        "listening for change notices"
+    );
     let mut check = tokio::time::interval(Duration::from_millis(500));
     let mut was_connected = true;
     loop {

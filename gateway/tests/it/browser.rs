@@ -19,7 +19,8 @@ use tokio_util::sync::CancellationToken;
 use crate::support::{Stack, insert_lead, token};
 
 pub fn chromium() -> Option<PathBuf> {
-    let path = PathBuf::from(std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()));
+    let path =
+        PathBuf::from(std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()));
     path.exists().then_some(path)
 }
 
@@ -111,7 +112,10 @@ impl Driver {
 
     pub async fn send(&mut self, line: &str) {
         let stdin = self.child.stdin.as_mut().expect("stdin");
-        stdin.write_all(format!("{line}\n").as_bytes()).await.unwrap();
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .unwrap();
         stdin.flush().await.unwrap();
     }
 
@@ -194,7 +198,9 @@ async fn cockpit_updates_live_in_chromium() {
         .await
         .unwrap();
     driver
-        .send(r#"EXPECT {"pendingT3":"2","pendingT7":"0","sentToday":"1","conversionRate":"100.00"}"#)
+        .send(
+            r#"EXPECT {"pendingT3":"2","pendingT7":"0","sentToday":"1","conversionRate":"100.00"}"#,
+        )
         .await;
     let done = driver.expect("DONE").await;
     eprintln!("[browser] after the change: {done}");
@@ -202,7 +208,9 @@ async fn cockpit_updates_live_in_chromium() {
     assert_eq!(done["navigations"], 0);
     assert_eq!(done["consoleErrors"], serde_json::json!([]));
     driver.finish().await;
-    let size = std::fs::metadata(&screenshot).expect("screenshot saved").len();
+    let size = std::fs::metadata(&screenshot)
+        .expect("screenshot saved")
+        .len();
     assert!(size > 10_000, "screenshot has content ({size} bytes)");
     eprintln!("[browser] screenshot: {}", screenshot.display());
 }

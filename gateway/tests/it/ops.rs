@@ -22,7 +22,10 @@ async fn page_openapi_health_and_metrics() {
     assert_eq!(page.headers()["referrer-policy"], "no-referrer");
     let html = page.text().await.unwrap();
     for figure in ["pendingT3", "pendingT7", "sentToday", "conversionRate"] {
-        assert!(html.contains(&format!("data-figure=\"{figure}\"")), "{figure} tile");
+        assert!(
+            html.contains(&format!("data-figure=\"{figure}\"")),
+            "{figure} tile"
+        );
     }
     assert!(html.contains("name=\"viewport\""));
     for (path, kind) in [
@@ -31,7 +34,12 @@ async fn page_openapi_health_and_metrics() {
     ] {
         let r = stack.http.get(stack.url(path)).send().await.unwrap();
         assert_eq!(r.status(), 200, "{path}");
-        assert!(r.headers()["content-type"].to_str().unwrap().starts_with(kind));
+        assert!(
+            r.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with(kind)
+        );
         assert_eq!(r.headers()["x-content-type-options"], "nosniff");
     }
 
@@ -89,6 +97,9 @@ async fn page_openapi_health_and_metrics() {
     ] {
         assert!(text.contains(name), "{name} exported");
     }
-    assert!(!text.contains("/no/such/path"), "raw paths never become labels");
+    assert!(
+        !text.contains("/no/such/path"),
+        "raw paths never become labels"
+    );
     drop(sse);
 }

@@ -27,8 +27,17 @@ async fn seeded() -> Stack {
     stack
 }
 
-/// (who, token, query, status, scope, pendingT3)
-fn matrix() -> Vec<(&'static str, Option<String>, &'static str, u16, &'static str, i64)> {
+/// One row: who, token, query, expected status, scope, pendingT3.
+type Case = (
+    &'static str,
+    Option<String>,
+    &'static str,
+    u16,
+    &'static str,
+    i64,
+);
+
+fn matrix() -> Vec<Case> {
     let admin = token("boss", &["admin"]);
     let manager = token("mgr", &["manager"]);
     let owner = token("u1", &["sales"]);
@@ -36,17 +45,66 @@ fn matrix() -> Vec<(&'static str, Option<String>, &'static str, u16, &'static st
     let stranger = token("u3", &["sales"]);
     vec![
         ("admin", Some(admin.clone()), "", 200, "org", 2),
-        ("admin, one user", Some(admin), "?owner=u2", 200, "user:u2", 1),
+        (
+            "admin, one user",
+            Some(admin),
+            "?owner=u2",
+            200,
+            "user:u2",
+            1,
+        ),
         ("manager", Some(manager.clone()), "", 200, "org", 2),
-        ("manager, one user", Some(manager), "?owner=u1", 200, "user:u1", 1),
+        (
+            "manager, one user",
+            Some(manager),
+            "?owner=u1",
+            200,
+            "user:u1",
+            1,
+        ),
         ("sales owner", Some(owner.clone()), "", 200, "user:u1", 1),
-        ("sales owner, self", Some(owner.clone()), "?owner=u1", 200, "user:u1", 1),
+        (
+            "sales owner, self",
+            Some(owner.clone()),
+            "?owner=u1",
+            200,
+            "user:u1",
+            1,
+        ),
         ("sales owner, other", Some(owner), "?owner=u2", 403, "", 0),
-        ("sales collaborator", Some(collaborator), "", 200, "user:u2", 1),
-        ("sales stranger", Some(stranger.clone()), "", 200, "user:u3", 0),
-        ("sales stranger, other", Some(stranger), "?owner=u1", 403, "", 0),
+        (
+            "sales collaborator",
+            Some(collaborator),
+            "",
+            200,
+            "user:u2",
+            1,
+        ),
+        (
+            "sales stranger",
+            Some(stranger.clone()),
+            "",
+            200,
+            "user:u3",
+            0,
+        ),
+        (
+            "sales stranger, other",
+            Some(stranger),
+            "?owner=u1",
+            403,
+            "",
+            0,
+        ),
         ("no role", Some(token("u1", &[])), "", 403, "", 0),
-        ("unknown role", Some(token("u1", &["viewer"])), "", 403, "", 0),
+        (
+            "unknown role",
+            Some(token("u1", &["viewer"])),
+            "",
+            403,
+            "",
+            0,
+        ),
         ("no token", None, "", 401, "", 0),
         ("expired", Some(expired_token()), "", 401, "", 0),
         ("another key", Some(foreign_token()), "", 401, "", 0),
@@ -114,9 +172,7 @@ async fn runs_are_for_admins_and_managers() {
         ("expired", Some(expired_token()), 401),
         ("alg none", Some(none_token()), 401),
     ] {
-        let (got, body) = stack
-            .get_json("/api/followup/runs", token.as_deref())
-            .await;
+        let (got, body) = stack.get_json("/api/followup/runs", token.as_deref()).await;
         assert_eq!(got, status, "{who}: {body}");
         if status == 200 {
             assert!(body["runs"].is_array(), "{who}: {body}");
@@ -161,7 +217,10 @@ async fn the_session_cookie_authenticates_json_and_sse() {
             .send()
             .await
             .unwrap();
-        (r.status().as_u16(), r.json::<serde_json::Value>().await.unwrap())
+        (
+            r.status().as_u16(),
+            r.json::<serde_json::Value>().await.unwrap(),
+        )
     };
     assert_eq!(status, 200);
     assert_eq!(body["scope"], "user:u1");
@@ -207,7 +266,12 @@ async fn the_session_cookie_authenticates_json_and_sse() {
         .await
         .unwrap();
     assert_eq!(cleared.status(), 204);
-    let cookie = cleared.headers().get("set-cookie").unwrap().to_str().unwrap();
+    let cookie = cleared
+        .headers()
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap();
     assert!(cookie.contains("Max-Age=0"), "{cookie}");
 }
 
@@ -269,8 +333,103 @@ async fn odd_requests_get_json_errors_never_500() {
     assert_eq!(r.status(), 401);
     assert!(r.headers().contains_key("www-authenticate"));
     // Auth is checked before the query: no hint about parameters to strangers.
-    let (status, _) = stack
-        .get_json("/api/followup/metrics?owner=", None)
-        .await;
+    let (status, _) = stack.get_json("/api/followup/metrics?owner=", None).await;
     assert_eq!(status, 401);
+}
+
+const RSA_KEY: &str = include_str!("../fixtures/rsa-test-key.pem");
+const OTHER_RSA_KEY: &str = include_str!("../fixtures/rsa-other-key.pem");
+const ISSUER: &str = "https://idp.test/realms/crm";
+
+fn rs256(pem: &str, claims: serde_json::Value) -> String {
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    header.kid = Some("k1".to_owned());
+    jsonwebtoken::encode(
+        &header,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap(),
+    )
+    .unwrap()
+}
+
+/// Serves a JWK set the way an identity provider does, on a loopback port.
+async fn serve_jwks() -> String {
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(RSA_KEY.as_bytes()).unwrap();
+    let mut jwk =
+        jsonwebtoken::jwk::Jwk::from_encoding_key(&key, jsonwebtoken::Algorithm::RS256).unwrap();
+    jwk.common.key_id = Some("k1".to_owned());
+    let set = serde_json::json!({ "keys": [jwk] });
+    let app = axum::Router::new().route(
+        "/realms/crm/protocol/openid-connect/certs",
+        axum::routing::get(move || {
+            let set = set.clone();
+            async move { axum::Json(set) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}/realms/crm/protocol/openid-connect/certs")
+}
+
+#[tokio::test]
+async fn rs256_tokens_checked_against_a_jwks_url() {
+    let jwks = serve_jwks().await;
+    let stack = Stack::start_with(|c| {
+        c.jwt.jwt_secret = None;
+        c.jwt.jwt_jwks = Some(jwks);
+        c.jwt.jwt_issuer = Some(ISSUER.to_owned());
+        c.jwt.jwt_audience = Some("cockpit".to_owned());
+        c.jwt.jwt_user_claim = "preferred_username".to_owned();
+    })
+    .await;
+    let exp = Utc::now().timestamp() + 600;
+    let keycloak = |aud: &str, roles: &[&str]| {
+        serde_json::json!({
+            "sub": "5f0c-uuid", "preferred_username": "u1", "iss": ISSUER, "aud": aud, "exp": exp,
+            "realm_access": {"roles": roles}
+        })
+    };
+    let manager = rs256(RSA_KEY, keycloak("cockpit", &["manager", "offline_access"]));
+    let sales = rs256(RSA_KEY, keycloak("cockpit", &["sales"]));
+    for (who, token, status, scope) in [
+        ("manager", manager.clone(), 200, "org"),
+        (
+            "sales (user from preferred_username)",
+            sales.clone(),
+            200,
+            "user:u1",
+        ),
+        (
+            "wrong audience",
+            rs256(RSA_KEY, keycloak("account", &["admin"])),
+            401,
+            "",
+        ),
+        (
+            "another key",
+            rs256(OTHER_RSA_KEY, keycloak("cockpit", &["admin"])),
+            401,
+            "",
+        ),
+        (
+            "HS256 with the old secret",
+            token("u1", &["admin"]),
+            401,
+            "",
+        ),
+        ("alg none", none_token(), 401, ""),
+    ] {
+        let (got, body) = stack.get_json("/api/followup/metrics", Some(&token)).await;
+        assert_eq!(got, status, "{who}: {body}");
+        if status == 200 {
+            assert_eq!(body["scope"], scope, "{who}");
+        }
+        let mut sse = SseClient::connect(&stack, "", Auth::Bearer(&token), None).await;
+        assert_eq!(sse.status, status, "SSE {who}");
+        if status == 200 {
+            let first = sse.next_event(Duration::from_secs(5)).await.unwrap();
+            assert_eq!(first.json()["scope"], scope, "SSE {who}");
+        }
+    }
 }

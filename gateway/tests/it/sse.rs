@@ -44,7 +44,10 @@ async fn a_committed_lead_change_is_pushed_and_another_users_change_is_not() {
     let sales = token("u1", &["sales"]);
     let mut sse = SseClient::connect(&stack, "", Auth::Bearer(&sales), None).await;
     let connected = Instant::now();
-    let first = sse.next_event(Duration::from_secs(5)).await.expect("first frame");
+    let first = sse
+        .next_event(Duration::from_secs(5))
+        .await
+        .expect("first frame");
     assert_eq!(first.json()["pendingT3"], 1);
     assert_eq!(first.json()["scope"], "user:u1");
 
@@ -59,7 +62,10 @@ async fn a_committed_lead_change_is_pushed_and_another_users_change_is_not() {
         "too slow to tell a push from a periodic frame"
     );
     assert!(quiet.is_none(), "no frame for u3's lead, got {quiet:?}");
-    assert_eq!(metric(&stack, "followup_sse_push_latency_seconds_count").await, 0.0);
+    assert_eq!(
+        metric(&stack, "followup_sse_push_latency_seconds_count").await,
+        0.0
+    );
 
     // u1's own change arrives pushed, with the new figures.
     insert_lead(&stack.db.pool, "u1", &["u2"], day_ago).await;
@@ -101,9 +107,16 @@ async fn reconnect_with_last_event_id_gets_the_current_figures_at_once() {
     let started = Instant::now();
     let mut again = SseClient::connect(&stack, "", Auth::Bearer(&sales), Some(&last_id)).await;
     assert_eq!(again.status, 200);
-    let frame = again.next_event(Duration::from_secs(1)).await.expect("at once");
+    let frame = again
+        .next_event(Duration::from_secs(1))
+        .await
+        .expect("at once");
     assert!(started.elapsed() < Duration::from_secs(1));
-    assert_eq!(frame.json()["pendingT3"], 1, "current figures, not the old ones");
+    assert_eq!(
+        frame.json()["pendingT3"],
+        1,
+        "current figures, not the old ones"
+    );
     assert!(frame.id_u64() > first.id_u64(), "ids keep growing");
 
     // An id from the future (another replica's clock) is still exceeded.
@@ -115,7 +128,11 @@ async fn reconnect_with_last_event_id_gets_the_current_figures_at_once() {
     let mut garbled = SseClient::connect(&stack, "", Auth::Bearer(&sales), Some("x1")).await;
     assert_eq!(garbled.status, 200);
     assert_eq!(
-        garbled.next_event(Duration::from_secs(1)).await.unwrap().json()["pendingT3"],
+        garbled
+            .next_event(Duration::from_secs(1))
+            .await
+            .unwrap()
+            .json()["pendingT3"],
         1
     );
 }
@@ -142,7 +159,11 @@ async fn periodic_frames_heartbeats_and_a_clean_end_on_shutdown() {
             other => panic!("stream broke: {other:?}"),
         }
     }
-    assert!(events.len() >= 4, "first + periodic frames: {}", events.len());
+    assert!(
+        events.len() >= 4,
+        "first + periodic frames: {}",
+        events.len()
+    );
     assert!(comments >= 2, "heartbeats: {comments}");
     assert!(events.windows(2).all(|w| w[0].id_u64() < w[1].id_u64()));
     assert_eq!(
@@ -189,4 +210,47 @@ async fn a_burst_of_changes_gives_few_frames() {
     }
     eprintln!("{burst} committed changes → {frames} frames");
     assert!(frames <= burst / 5, "{frames} frames for {burst} changes");
+}
+
+#[tokio::test]
+async fn pushes_resume_after_a_nats_restart() {
+    let mut stack = Stack::start_with(|c| c.sse_period_ms = 5000).await;
+    let sales = token("u1", &["sales"]);
+    let mut sse = SseClient::connect(&stack, "", Auth::Bearer(&sales), None).await;
+    assert_eq!(
+        sse.next_event(Duration::from_secs(5)).await.unwrap().json()["pendingT3"],
+        0
+    );
+
+    stack.nats.stop();
+    let not_ready = followup_testkit::eventually(Duration::from_secs(10), || async {
+        let r = stack.http.get(stack.url("/readyz")).send().await.ok()?;
+        (r.status() == 503).then_some(r.text().await.ok()?)
+    })
+    .await
+    .expect("readyz reports the NATS outage");
+    assert!(not_ready.contains("nats"), "{not_ready}");
+    // The API keeps answering from the projection meanwhile.
+    let (status, _) = stack.get_json("/api/followup/metrics", Some(&sales)).await;
+    assert_eq!(status, 200);
+
+    stack.nats.restart();
+    followup_testkit::eventually(Duration::from_secs(20), || async {
+        let r = stack.http.get(stack.url("/readyz")).send().await.ok()?;
+        (r.status() == 200).then_some(())
+    })
+    .await
+    .expect("ready again after the restart");
+
+    insert_lead(&stack.db.pool, "u1", &[], Utc::now()).await;
+    let frame = loop {
+        let frame = sse
+            .next_event(Duration::from_secs(30))
+            .await
+            .expect("frames keep coming on the same connection");
+        if frame.json()["pendingT3"] == 1 {
+            break frame;
+        }
+    };
+    assert_eq!(frame.json()["scope"], "user:u1");
 }

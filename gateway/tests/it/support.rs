@@ -20,7 +20,7 @@ pub const SECRET: &str = "it-secret-0123456789abcdef";
 
 pub struct Stack {
     pub db: TestDb,
-    pub _nats: NatsServer,
+    pub nats: NatsServer,
     pub addr: SocketAddr,
     pub http: reqwest::Client,
     /// Stops the gateway.
@@ -36,7 +36,9 @@ impl Stack {
     }
 
     pub async fn start_with(tweak: impl FnOnce(&mut GatewayConfig)) -> Stack {
-        followup_infra::telemetry::init_tracing();
+        if std::env::var_os("RUST_LOG").is_some() {
+            followup_infra::telemetry::init_tracing();
+        }
         let db = TestDb::new().await;
         let nats = NatsServer::start();
         let pipeline = CancellationToken::new();
@@ -76,7 +78,7 @@ impl Stack {
             .unwrap();
         let stack = Stack {
             db,
-            _nats: nats,
+            nats,
             addr,
             http,
             shutdown,
@@ -244,7 +246,11 @@ impl SseEvent {
     }
 
     pub fn id_u64(&self) -> u64 {
-        self.id.as_deref().expect("frame has an id").parse().unwrap()
+        self.id
+            .as_deref()
+            .expect("frame has an id")
+            .parse()
+            .unwrap()
     }
 }
 

@@ -110,6 +110,10 @@ pub struct DevTokenArgs {
     /// `aud` to put in the token.
     #[arg(long, env = "JWT_AUDIENCE")]
     pub jwt_audience: Option<String>,
+    /// Print the cockpit URL with the token in its fragment instead of the bare token,
+    /// e.g. `--url http://localhost:8080`.
+    #[arg(long)]
+    pub url: Option<String>,
 }
 
 /// Why a configuration is rejected.

@@ -30,7 +30,10 @@ async fn main() -> anyhow::Result<()> {
                     audience: args.jwt_audience.as_deref(),
                 },
             )?;
-            println!("{token}");
+            match args.url {
+                Some(base) => println!("{}/#token={token}", base.trim_end_matches('/')),
+                None => println!("{token}"),
+            }
             Ok(())
         }
     }

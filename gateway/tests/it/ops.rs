@@ -103,3 +103,52 @@ async fn page_openapi_health_and_metrics() {
     );
     drop(sse);
 }
+
+#[tokio::test]
+async fn the_binary_prints_dev_tokens_and_refuses_bad_jwt_settings() {
+    let stack = Stack::start().await;
+    let binary = env!("CARGO_BIN_EXE_followup-gateway");
+    let out = std::process::Command::new(binary)
+        .env_clear()
+        .env("JWT_SECRET", crate::support::SECRET)
+        .args(["dev-token", "--sub", "u9", "--role", "manager"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let (status, body) = stack.get_json("/api/followup/metrics", Some(&token)).await;
+    assert_eq!((status, body["scope"].as_str()), (200, Some("org")));
+
+    let out = std::process::Command::new(binary)
+        .env_clear()
+        .env("JWT_SECRET", crate::support::SECRET)
+        .args(["dev-token", "--url", "http://localhost:8080/"])
+        .output()
+        .unwrap();
+    let url = String::from_utf8(out.stdout).unwrap();
+    assert!(url.starts_with("http://localhost:8080/#token=ey"), "{url}");
+
+    for (env, expected) in [
+        (
+            vec![
+                ("JWT_SECRET", "0123456789abcdef0"),
+                ("JWT_JWKS", "/tmp/k.json"),
+            ],
+            "both are set",
+        ),
+        (vec![], "neither is set"),
+        (vec![("JWT_SECRET", "short")], "at least 16 bytes"),
+    ] {
+        let out = std::process::Command::new(binary)
+            .env_clear()
+            .env("DATABASE_URL", &stack.db.url)
+            .env("HTTP_ADDR", "127.0.0.1:0")
+            .envs(env)
+            .arg("serve")
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expected), "{expected:?} in {stderr}");
+    }
+}

@@ -62,13 +62,27 @@ async function main() {
     page.on('pageerror', (e) => consoleErrors.push(String(e)));
 
     if (benchRuns > 0) {
+      // A desktop browser, and a fresh page per run (a second goto to the same URL would only
+      // change the fragment).
+      await page.close();
+      await context.close();
+      const desktop = await browser.newContext({ viewport: { width: 1280, height: 800 }, locale: 'en-US' });
       const samples = [];
+      const breakdown = [];
       for (let i = 0; i < benchRuns; i++) {
-        await page.goto(`${url}/#token=${token}`, { waitUntil: 'commit' });
-        await page.waitForSelector('body[data-ready="true"]', { timeout: 10000 });
-        samples.push(await firstFiguresMs(page));
+        const p = await desktop.newPage();
+        await p.goto(`${url}/#token=${token}`, { waitUntil: 'commit' });
+        await p.waitForSelector('body[data-ready="true"]', { timeout: 10000 });
+        samples.push(await firstFiguresMs(p));
+        breakdown.push(await p.evaluate(() => {
+          const nav = performance.getEntriesByType('navigation')[0];
+          const res = performance.getEntriesByType('resource').map((r) => [r.name.replace(location.origin, ''), Math.round(r.startTime), Math.round(r.responseEnd)]);
+          const paint = Object.fromEntries(performance.getEntriesByType('paint').map((e) => [e.name, Math.round(e.startTime)]));
+          return { responseEnd: Math.round(nav.responseEnd), domInteractive: Math.round(nav.domInteractive), domContentLoaded: Math.round(nav.domContentLoadedEventEnd), paint, resources: res };
+        }));
+        await p.close();
       }
-      console.log('BENCH ' + JSON.stringify({ samples }));
+      console.log('BENCH ' + JSON.stringify({ samples, breakdown }));
       return;
     }
 

@@ -23,17 +23,24 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
 fn summary(label: &str, mut samples: Vec<f64>) {
     samples.sort_by(f64::total_cmp);
     let mean = samples.iter().sum::<f64>() / samples.len() as f64;
     println!(
-        "{label}: n={} p50={:.2} ms p90={:.2} ms p99={:.2} ms max={:.2} ms mean={:.2} ms",
+        "{label}: n={} p50={:.2} ms p90={:.2} ms p99={:.2} ms max={:.2} ms mean={:.2} ms (load average {})",
         samples.len(),
         percentile(&samples, 50.0),
         percentile(&samples, 90.0),
         percentile(&samples, 99.0),
         samples[samples.len() - 1],
-        mean
+        mean,
+        load_average()
     );
 }
 
@@ -42,6 +49,33 @@ fn changes() -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1000)
+}
+
+/// Where a slow change is stuck: relayed yet? projected yet?
+async fn diagnose(stack: &Stack, lead: i64, committed: Instant) {
+    let relayed: Option<(Option<f64>,)> = sqlx::query_as(
+        "SELECT EXTRACT(EPOCH FROM (published_at - occurred_at))::float8 * 1000
+         FROM followup_outbox WHERE subject = $1 ORDER BY id DESC LIMIT 1",
+    )
+    .bind(lead.to_string())
+    .fetch_optional(&stack.db.pool)
+    .await
+    .unwrap();
+    let projected: Option<(String,)> =
+        sqlx::query_as("SELECT status FROM projection_leads WHERE lead_id = $1")
+            .bind(lead)
+            .fetch_optional(&stack.db.pool)
+            .await
+            .unwrap();
+    let current: (String,) = sqlx::query_as("SELECT status FROM leads WHERE id = $1")
+        .bind(lead)
+        .fetch_one(&stack.db.pool)
+        .await
+        .unwrap();
+    println!(
+        "  slow change at +{:?}: relay took {relayed:?} ms; projection has {projected:?}, leads has {current:?}",
+        committed.elapsed()
+    );
 }
 
 async fn push_latency(stack: &Stack, lead: i64, extra_clients: usize) -> Vec<f64> {
@@ -73,16 +107,25 @@ async fn push_latency(stack: &Stack, lead: i64, extra_clients: usize) -> Vec<f64
             .await
             .unwrap();
         let committed = Instant::now();
+        let mut diagnosed = false;
         loop {
-            let frame = sse
-                .next_event(Duration::from_secs(10))
-                .await
-                .expect("a frame for the change");
+            let Some(frame) = sse.next_event(Duration::from_millis(300)).await else {
+                assert!(committed.elapsed() < Duration::from_secs(15), "no frame");
+                if !diagnosed {
+                    diagnosed = true;
+                    diagnose(stack, lead, committed).await;
+                }
+                continue;
+            };
             if frame.json()["pendingT3"] == expect {
                 break;
             }
         }
-        samples.push(committed.elapsed().as_secs_f64() * 1000.0);
+        let ms = committed.elapsed().as_secs_f64() * 1000.0;
+        if ms > 100.0 {
+            println!("slow change #{}: {ms:.1} ms", samples.len());
+        }
+        samples.push(ms);
         pending = expect;
     }
     for reader in readers {
@@ -94,7 +137,12 @@ async fn push_latency(stack: &Stack, lead: i64, extra_clients: usize) -> Vec<f64
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark"]
 async fn bench_push_latency() {
-    let stack = Stack::start().await;
+    let coalesce = std::env::var("BENCH_COALESCE_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    println!("SSE_COALESCE_MS={coalesce}");
+    let stack = Stack::start_with(|c| c.sse_coalesce_ms = coalesce).await;
     let admin = token("boss", &["admin"]);
     let lead = insert_lead(&stack.db.pool, "u1", &[], Utc::now()).await;
     stack
@@ -154,6 +202,7 @@ async fn bench_metrics_endpoint() {
         )
         .await;
     println!("probe: {status} {body}");
+    println!("load average before: {}", load_average());
     let secs = std::env::var("BENCH_SECONDS").unwrap_or_else(|_| "10".into());
     if let Some(out) = run_tool(
         "wrk",
@@ -213,6 +262,11 @@ async fn bench_widget_first_figures() {
         .map(|v| v.as_f64().unwrap())
         .collect();
     println!("first-figures samples (ms): {samples:?}");
+    println!(
+        "timings of the first and last run: {} / {}",
+        result["breakdown"][0],
+        result["breakdown"][samples.len() - 1]
+    );
     summary(
         "widget first figures after navigation start (Performance API)",
         samples[1..].to_vec(),

@@ -152,3 +152,22 @@ async fn the_binary_prints_dev_tokens_and_refuses_bad_jwt_settings() {
         assert!(stderr.contains(expected), "{expected:?} in {stderr}");
     }
 }
+
+#[tokio::test]
+async fn a_broken_projection_gives_a_json_500_without_internals() {
+    let stack = Stack::start().await;
+    let admin = token("boss", &["admin"]);
+    sqlx::query("ALTER TABLE projection_scope_figures RENAME TO projection_scope_figures_gone")
+        .execute(&stack.db.pool)
+        .await
+        .unwrap();
+    let (status, body) = stack.get_json("/api/followup/metrics", Some(&admin)).await;
+    assert_eq!(status, 500, "{body}");
+    assert_eq!(body["code"], "internal");
+    let detail = body["detail"].as_str().unwrap();
+    assert!(detail.starts_with("internal error (reference "), "{detail}");
+    assert!(!detail.contains("projection"), "{detail}");
+    let sse = SseClient::connect(&stack, "?owner=u1", Auth::Bearer(&admin), None).await;
+    assert_eq!(sse.status, 500);
+    assert_eq!(sse.error.unwrap()["code"], "internal");
+}

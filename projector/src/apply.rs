@@ -4,32 +4,19 @@
 
 use std::collections::HashSet;
 
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use followup_contract::{EventType, LeadEvent, parse_event};
+use followup_contract::LeadEvent;
 use sqlx::{PgConnection, PgPool};
 
 use crate::dead_letters::insert_dead_letter;
 use crate::fold::{Outcome, fold_events};
+use crate::parse::{InboundMessage, ParsedBatch, Slot, parse_batch};
 use crate::store::{insert_inbox_ids, load_lead_records, write_plan};
 
 /// Advisory lock held by every transaction that writes the live projection, and by the swap at
 /// the end of `rebuild`: while a swap runs, `serve` waits.
 pub const APPLY_LOCK_KEY: i64 = 0x4650_5052_4f4a_0001;
-
-/// A message as fetched from the stream, detached from the NATS client so it can be stored,
-/// replayed and tested.
-#[derive(Debug, Clone)]
-pub struct InboundMessage {
-    pub stream_sequence: u64,
-    pub subject: String,
-    /// Header names to values (the last value of a repeated header).
-    pub headers: serde_json::Map<String, serde_json::Value>,
-    pub body: Bytes,
-    /// How often the server has delivered it (1 on first delivery).
-    pub deliveries: i64,
-}
 
 /// What a committed batch did.
 #[derive(Debug, Default)]
@@ -74,39 +61,32 @@ pub async fn lock_projection(conn: &mut PgConnection) -> sqlx::Result<()> {
         .map(|_| ())
 }
 
-/// Applies `messages` (in stream order) inside the caller's transaction: messages that are not
-/// valid events go to `projection_dead_letters` (a parse error is deterministic, so they are
-/// stored on first sight instead of being redelivered), known event ids are duplicates, and the
-/// rest are folded into the read model.
+/// Applies `messages` (in stream order) inside the caller's transaction; see [`apply_parsed`].
 pub async fn apply_messages(
     conn: &mut PgConnection,
     tz: Tz,
     messages: &[InboundMessage],
 ) -> Result<BatchReport, ApplyError> {
-    // Per message: its type label and what decides its outcome.
-    enum Slot {
-        DeadLettered,
-        /// Index into `parsed`, or `None` for a repeat of an id earlier in this batch.
-        Event(Option<usize>),
-    }
-    let mut parsed = Vec::with_capacity(messages.len());
-    let mut seen = HashSet::with_capacity(messages.len());
-    let mut slots = Vec::with_capacity(messages.len());
-    for message in messages {
-        match parse_event(&message.body) {
-            Ok((envelope, event)) => {
-                let label =
-                    EventType::parse(&envelope.event_type).map_or("unknown", |t| t.as_str());
-                let index = seen.insert(envelope.id).then_some(parsed.len());
-                if index.is_some() {
-                    parsed.push((envelope.id, envelope.time.with_timezone(&Utc), event));
-                }
-                slots.push((label, Slot::Event(index)));
-            }
-            Err(reason) => {
-                insert_dead_letter(conn, message, &reason.to_string()).await?;
-                slots.push((type_label(&message.body), Slot::DeadLettered));
-            }
+    apply_parsed(conn, tz, &parse_batch(messages.to_vec())).await
+}
+
+/// Applies a parsed batch inside the caller's transaction: messages that are not valid events
+/// go to `projection_dead_letters` (a parse error is deterministic, so they are stored on first
+/// sight instead of being redelivered), known event ids are duplicates, and the rest are folded
+/// into the read model.
+pub async fn apply_parsed(
+    conn: &mut PgConnection,
+    tz: Tz,
+    batch: &ParsedBatch,
+) -> Result<BatchReport, ApplyError> {
+    let ParsedBatch {
+        messages,
+        slots,
+        events: parsed,
+    } = batch;
+    for (message, (_, slot)) in messages.iter().zip(slots) {
+        if let Slot::DeadLettered(reason) = slot {
+            insert_dead_letter(conn, message, reason).await?;
         }
     }
     let ids: Vec<_> = parsed.iter().map(|(id, _, _)| *id).collect();
@@ -124,14 +104,14 @@ pub async fn apply_messages(
     // Merge the outcomes of the fresh events back into message order.
     let mut fresh_outcomes = fresh_outcomes.into_iter();
     let outcomes = slots
-        .into_iter()
+        .iter()
         .map(|(label, slot)| match slot {
-            Slot::DeadLettered => (label, Outcome::DeadLettered),
-            Slot::Event(Some(i)) if new.contains(&parsed[i].0) => {
+            Slot::DeadLettered(_) => (*label, Outcome::DeadLettered),
+            Slot::Event(Some(i)) if new.contains(&parsed[*i].0) => {
                 let outcome = fresh_outcomes.next().expect("one outcome per fresh event");
-                (label, outcome)
+                (*label, outcome)
             }
-            Slot::Event(_) => (label, Outcome::Duplicate),
+            Slot::Event(_) => (*label, Outcome::Duplicate),
         })
         .collect();
     let last_event_at = fresh.iter().map(|(at, _)| *at).max();
@@ -149,15 +129,15 @@ pub async fn apply_messages(
     })
 }
 
-/// Begins a transaction, takes the projection lock, applies `messages` and commits.
+/// Begins a transaction, takes the projection lock, applies `batch` and commits.
 pub async fn apply_and_commit(
     pool: &PgPool,
     tz: Tz,
-    messages: &[InboundMessage],
+    batch: &ParsedBatch,
 ) -> Result<BatchReport, ApplyError> {
     let mut tx = pool.begin().await?;
     lock_projection(&mut tx).await?;
-    let report = apply_messages(&mut tx, tz, messages).await?;
+    let report = apply_parsed(&mut tx, tz, batch).await?;
     tx.commit().await?;
     Ok(report)
 }
@@ -168,19 +148,6 @@ fn lead_id(event: &LeadEvent) -> Option<i64> {
         LeadEvent::Sent(s) => Some(s.lead_id),
         LeadEvent::Failed(_) | LeadEvent::Processed(_) => None,
     }
-}
-
-/// The metric label of a message that failed to parse: its `type` when that is a contract type
-/// (e.g. only its data is broken), else `unknown`, so labels stay a bounded set.
-fn type_label(body: &[u8]) -> &'static str {
-    serde_json::from_slice::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| {
-            v.get("type")
-                .and_then(|t| t.as_str())
-                .and_then(EventType::parse)
-        })
-        .map_or("unknown", EventType::as_str)
 }
 
 /// Records how far the projection got, and refuses to mix day keys of two time zones.

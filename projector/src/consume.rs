@@ -1,18 +1,20 @@
-//! Fetching from JetStream pull consumers, shared by `serve` (the durable consumer) and
-//! `rebuild` (an ephemeral one).
+//! Fetching from JetStream pull consumers, shared by `serve` (the durable consumer),
+//! `rebuild` (an ephemeral one) and the benchmark's bare loop.
 
 use std::time::Duration;
 
 use anyhow::Context;
-use async_nats::jetstream::{self, consumer::PullConsumer};
+use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
 use futures::StreamExt;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
-use crate::apply::InboundMessage;
+use crate::parse::{InboundMessage, ParsedBatch, parse_batch};
 
 /// Fetches up to `max` messages. Takes what is available at once; when nothing is, waits up to
 /// `wait` for a first message and then takes what has arrived beside it. So a busy stream is
 /// read in full batches and a quiet one with low latency, never by spinning.
-pub(crate) async fn fetch_batch(
+pub async fn fetch_batch(
     consumer: &PullConsumer,
     max: usize,
     wait: Duration,
@@ -61,8 +63,59 @@ async fn fetch_available(
     Ok(batch)
 }
 
+/// Fetches and parses batches ahead in a task, so the next batch is on its way while the
+/// current one is written (one batch waits in the channel). An empty batch means the stream was idle for
+/// `wait`. On shutdown the task stops; batches it fetched but nobody took are nak'ed, so the
+/// server redelivers them at once instead of after `ack_wait`.
+pub(crate) fn prefetch_batches(
+    consumer: PullConsumer,
+    max: usize,
+    wait: Duration,
+    shutdown: CancellationToken,
+) -> mpsc::Receiver<(Vec<jetstream::Message>, ParsedBatch)> {
+    let (sender, receiver) = mpsc::channel(1);
+    tokio::spawn(async move {
+        loop {
+            let fetched = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                fetched = fetch_batch(&consumer, max, wait) => fetched,
+            };
+            let batch = match fetched {
+                Ok(batch) => batch,
+                Err(err) => {
+                    tracing::warn!(error = format!("{err:#}"), "fetch failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            };
+            let permit = tokio::select! {
+                _ = shutdown.cancelled() => None,
+                permit = sender.reserve() => permit.ok(),
+            };
+            match permit {
+                Some(permit) => {
+                    let parsed = parse_batch(batch.iter().map(to_inbound).collect());
+                    permit.send((batch, parsed));
+                }
+                None => {
+                    nak_all(&batch).await;
+                    return;
+                }
+            }
+        }
+    });
+    receiver
+}
+
+/// Tells the server these messages were not handled, for immediate redelivery.
+pub(crate) async fn nak_all(messages: &[jetstream::Message]) {
+    for message in messages {
+        let _ = message.ack_with(AckKind::Nak(None)).await;
+    }
+}
+
 /// Detaches a JetStream message from the client: subject, headers, body and delivery info.
-pub(crate) fn to_inbound(message: &jetstream::Message) -> InboundMessage {
+pub fn to_inbound(message: &jetstream::Message) -> InboundMessage {
     let (stream_sequence, deliveries) = message
         .info()
         .map(|info| (info.stream_sequence, info.delivered))
@@ -90,7 +143,7 @@ pub(crate) fn to_inbound(message: &jetstream::Message) -> InboundMessage {
 
 /// Acks every message. Acks are plain publishes on the client's connection; `flush` makes sure
 /// they left before the caller goes on (e.g. to a shutdown).
-pub(crate) async fn ack_all(
+pub async fn ack_all(
     client: &async_nats::Client,
     messages: &[jetstream::Message],
 ) -> anyhow::Result<()> {

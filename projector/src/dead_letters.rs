@@ -7,7 +7,8 @@ use chrono_tz::Tz;
 use followup_contract::parse_event;
 use sqlx::{PgConnection, PgExecutor, PgPool, Row};
 
-use crate::apply::{ApplyError, BatchReport, InboundMessage, apply_messages, lock_projection};
+use crate::apply::{ApplyError, BatchReport, apply_messages, lock_projection};
+use crate::parse::InboundMessage;
 
 /// One stored dead letter (`projection_dead_letters`).
 #[derive(Debug, Clone, serde::Serialize)]

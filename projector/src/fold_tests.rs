@@ -80,7 +80,13 @@ fn deleted_leads_count_nowhere_and_take_their_deliveries_along() {
     for totals in plan.deltas.totals.values() {
         assert_eq!(*totals, Default::default());
     }
-    assert!(plan.deltas.days.values().all(|d| d.sent == 0));
+    assert!(
+        plan.deltas
+            .days
+            .values()
+            .flat_map(|d| d.values())
+            .all(|d| d.sent == 0)
+    );
 }
 
 #[test]
@@ -95,7 +101,7 @@ fn a_second_delivery_of_a_kind_is_a_duplicate_and_conversion_needs_one() {
     let org = plan.deltas.totals["org"];
     assert_eq!((org.followed, org.converted, org.pending_t3), (1, 1, 0));
     let day = chrono::NaiveDate::from_ymd_opt(2026, 11, 29).unwrap();
-    assert_eq!(plan.deltas.days[&("org".to_owned(), day)].sent, 1);
+    assert_eq!(plan.deltas.days["org"][&day].sent, 1);
 }
 
 #[test]

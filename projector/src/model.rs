@@ -146,7 +146,17 @@ pub(crate) struct DayDelta {
 #[derive(Debug, Default, PartialEq)]
 pub(crate) struct FigureDeltas {
     pub totals: BTreeMap<String, TotalsDelta>,
-    pub days: BTreeMap<(String, NaiveDate), DayDelta>,
+    /// Per scope, per local day.
+    pub days: BTreeMap<String, BTreeMap<NaiveDate, DayDelta>>,
+}
+
+/// The value under `key`, inserted as default first if missing; allocates the key only then
+/// (this runs for every scope of every transition).
+fn slot<'a, V: Default>(map: &'a mut BTreeMap<String, V>, key: &str) -> &'a mut V {
+    if !map.contains_key(key) {
+        map.insert(key.to_owned(), V::default());
+    }
+    map.get_mut(key).expect("inserted above")
 }
 
 impl FigureDeltas {
@@ -170,18 +180,23 @@ impl FigureDeltas {
                 followed: sign * i64::from(followed),
                 converted: sign * i64::from(followed && state.status == "CONVERTED"),
             };
+            let sent_days: Vec<NaiveDate> = record
+                .deliveries
+                .iter()
+                .map(|d| local_date(d.sent_at, tz))
+                .collect();
             for scope in record.scopes() {
-                let entry = self.totals.entry(scope.clone()).or_default();
+                let entry = slot(&mut self.totals, &scope);
                 entry.pending_t3 += totals.pending_t3;
                 entry.pending_t7 += totals.pending_t7;
                 entry.followed += totals.followed;
                 entry.converted += totals.converted;
-                let net = self.days.entry((scope.clone(), day)).or_default();
+                let days = slot(&mut self.days, &scope);
+                let net = days.entry(day).or_default();
                 net.t3_net += totals.pending_t3;
                 net.t7_net += totals.pending_t7;
-                for delivery in &record.deliveries {
-                    let sent_day = local_date(delivery.sent_at, tz);
-                    self.days.entry((scope.clone(), sent_day)).or_default().sent += sign;
+                for sent_day in &sent_days {
+                    days.entry(*sent_day).or_default().sent += sign;
                 }
             }
         }

@@ -205,7 +205,7 @@ impl ShadowReader {
             }
             let split = batch
                 .iter()
-                .position(|m| to_inbound(m).stream_sequence > target)
+                .position(|m| m.info().map_or(0, |i| i.stream_sequence) > target)
                 .unwrap_or(batch.len());
             self.leftover = batch.split_off(split);
             if batch.is_empty() {

@@ -1,7 +1,8 @@
 //! `serve`: the durable pull consumer `projector`, applying one batch per transaction, acking
 //! after commit, then announcing the change and updating the gauges.
 
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -11,14 +12,16 @@ use followup_contract::PROJECTOR_CONSUMER;
 use followup_infra::{Readiness, connect_database, connect_nats, ensure_stream, migrate_database};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::apply::{BatchReport, apply_and_commit};
 use crate::config::Config;
-use crate::consume::{ack_all, fetch_batch, to_inbound};
+use crate::consume::{ack_all, nak_all, prefetch_batches};
 use crate::figures::load_figures;
 use crate::metrics::ProjectorMetrics;
 use crate::notice::{ChangeNotice, publish_notice};
+use crate::parse::ParsedBatch;
 use crate::scope::Scope;
 
 /// Runs the projector until `shutdown` fires: serves `/metrics`, `/healthz` and `/readyz` on
@@ -61,9 +64,11 @@ pub async fn run_projector_until_stopped(
         pool,
         client,
         metrics,
+        ready,
+        last_gauges: std::sync::Mutex::new(Instant::now()),
     };
     let result = projector.consume_until_stopped(consumer, &shutdown).await;
-    ready.store(false, Ordering::Relaxed);
+    projector.ready.store(false, Ordering::Relaxed);
     shutdown.cancel();
     let _ = ops.await;
     result
@@ -74,6 +79,9 @@ struct Projector {
     pool: PgPool,
     client: async_nats::Client,
     metrics: ProjectorMetrics,
+    /// `/readyz`: false while batches fail to apply (the database is away).
+    ready: Arc<AtomicBool>,
+    last_gauges: std::sync::Mutex<Instant>,
 }
 
 impl Projector {
@@ -83,76 +91,104 @@ impl Projector {
         shutdown: &CancellationToken,
     ) -> anyhow::Result<()> {
         let max = self.config.batch_size as usize;
+        let wait = self.config.fetch_wait();
+        let fetcher = shutdown.child_token();
+        let mut batches = prefetch_batches(consumer.clone(), max, wait, fetcher.clone());
         let mut last_lag_check = Instant::now() - Duration::from_secs(60);
         self.refresh_gauges().await;
-        while !shutdown.is_cancelled() {
-            let fetched = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                fetched = fetch_batch(&consumer, max, self.config.fetch_wait()) => fetched,
+        let mut pending_acks: Option<JoinHandle<()>> = None;
+        let result = loop {
+            let batch = tokio::select! {
+                _ = shutdown.cancelled() => break Ok(()),
+                batch = batches.recv() => match batch {
+                    Some((batch, parsed)) => (batch, parsed),
+                    None => break Ok(()),
+                },
             };
-            let batch = match fetched {
-                Ok(batch) => batch,
-                Err(err) => {
-                    tracing::warn!(error = format!("{err:#}"), "fetch failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    continue;
-                }
-            };
-            if !batch.is_empty() {
+            let (batch, parsed) = batch;
+            let idle = batch.is_empty();
+            if !idle {
                 // From here on the batch is in hand: finish it even if shutdown fires.
-                self.handle_batch(&batch, shutdown).await?;
+                match self.handle_batch(batch, &parsed, shutdown).await {
+                    Ok(acks) => {
+                        if let Some(previous) = std::mem::replace(&mut pending_acks, acks) {
+                            let _ = previous.await;
+                        }
+                    }
+                    Err(err) => break Err(err),
+                }
             }
-            if batch.is_empty() || last_lag_check.elapsed() >= Duration::from_secs(1) {
+            if idle || last_lag_check.elapsed() >= Duration::from_secs(1) {
                 last_lag_check = Instant::now();
                 match consumer.info().await {
                     Ok(info) => self.metrics.set_consumer_pending(info.num_pending),
                     Err(err) => tracing::debug!(error = %err, "consumer info"),
                 }
-                if batch.is_empty() {
+                if idle {
                     // Idle: keep sentToday right across local midnight.
                     self.refresh_gauges().await;
                 }
             }
+        };
+        if let Some(acks) = pending_acks {
+            let _ = acks.await;
         }
-        Ok(())
+        fetcher.cancel();
+        while let Some((batch, _)) = batches.recv().await {
+            nak_all(&batch).await;
+        }
+        let _ = self.client.flush().await;
+        result
     }
 
-    /// Applies and commits a batch (retrying while the database fails, and telling the server
-    /// the work is in progress so it does not redeliver), then acks, announces and measures.
+    /// Applies and commits a batch, then acks, announces and measures. While the database
+    /// fails, the batch is retried in hand (with "in progress" acks so the server does not
+    /// redeliver it): counting those failures as deliveries would exhaust `max_deliver` during
+    /// an outage and lose good events. Only a message that is not a valid event is dead-lettered.
     async fn handle_batch(
         &self,
-        batch: &[jetstream::Message],
+        batch: Vec<jetstream::Message>,
+        parsed: &ParsedBatch,
         shutdown: &CancellationToken,
-    ) -> anyhow::Result<()> {
-        let inbound: Vec<_> = batch.iter().map(to_inbound).collect();
+    ) -> anyhow::Result<Option<JoinHandle<()>>> {
         let mut delay = Duration::from_millis(100);
         let (report, seconds) = loop {
             let started = Instant::now();
-            match apply_and_commit(&self.pool, self.config.followup_tz, &inbound).await {
+            match apply_and_commit(&self.pool, self.config.followup_tz, parsed).await {
                 Ok(report) => break (report, started.elapsed().as_secs_f64()),
                 Err(err @ crate::apply::ApplyError::TimeZoneMismatch { .. }) => {
                     return Err(err.into());
                 }
                 Err(err) => {
                     tracing::warn!(error = %err, messages = batch.len(), "batch not applied; retrying");
+                    self.ready.store(false, Ordering::Relaxed);
                     if shutdown.is_cancelled() {
                         // Not acked: the server redelivers it to the next projector.
-                        return Ok(());
+                        return Ok(None);
                     }
-                    for message in batch {
+                    for message in &batch {
                         let _ = message.ack_with(AckKind::Progress).await;
                     }
                     tokio::select! {
-                        _ = shutdown.cancelled() => return Ok(()),
+                        _ = shutdown.cancelled() => return Ok(None),
                         _ = tokio::time::sleep(delay) => {}
                     }
                     delay = (delay * 2).min(Duration::from_secs(5));
                 }
             }
         };
-        ack_all(&self.client, batch).await?;
+        // Acks go out in a task, beside the next batch's transaction.
+        let client = self.client.clone();
+        let acks = tokio::spawn(async move {
+            if let Err(err) = ack_all(&client, &batch).await {
+                // Committed but not acked: the server redelivers, and the inbox makes those
+                // redeliveries duplicates.
+                tracing::warn!(error = format!("{err:#}"), "acking a committed batch");
+            }
+        });
+        self.ready.store(true, Ordering::Relaxed);
         self.after_commit(&report, seconds).await;
-        Ok(())
+        Ok(Some(acks))
     }
 
     async fn after_commit(&self, report: &BatchReport, seconds: f64) {
@@ -160,13 +196,21 @@ impl Projector {
         if let Some(notice) = ChangeNotice::for_batch(report, Utc::now()) {
             publish_notice(&self.client, &notice).await;
         }
-        if report.org {
+        // At most about once a second under load: the gauges are scraped, not streamed.
+        let due = self
+            .last_gauges
+            .lock()
+            .map(|at| at.elapsed() >= Duration::from_secs(1));
+        if report.org && due.unwrap_or(true) {
             self.refresh_gauges().await;
         }
         tracing::debug!(messages = report.outcomes.len(), seconds, "batch committed");
     }
 
     async fn refresh_gauges(&self) {
+        if let Ok(mut at) = self.last_gauges.lock() {
+            *at = Instant::now();
+        }
         let now = self.config.clock.now();
         match load_figures(&self.pool, &Scope::Org, now, self.config.followup_tz).await {
             Ok(figures) => self.metrics.set_org_figures(&figures),

@@ -242,10 +242,21 @@ async fn pushes_resume_after_a_nats_restart() {
     .await
     .expect("ready again after the restart");
 
+    // The relay and the projector are back once another user's lead gets projected.
+    let admin = token("boss", &["admin"]);
+    insert_lead(&stack.db.pool, "u9", &[], Utc::now()).await;
+    stack
+        .wait_for_figures("/api/followup/metrics?owner=u9", &admin, |f| {
+            f["pendingT3"] == 1
+        })
+        .await;
+    let pushed_before = metric(&stack, "followup_sse_push_latency_seconds_count").await;
+
     insert_lead(&stack.db.pool, "u1", &[], Utc::now()).await;
+    let committed = Instant::now();
     let frame = loop {
         let frame = sse
-            .next_event(Duration::from_secs(30))
+            .next_event(Duration::from_secs(10))
             .await
             .expect("frames keep coming on the same connection");
         if frame.json()["pendingT3"] == 1 {
@@ -253,4 +264,12 @@ async fn pushes_resume_after_a_nats_restart() {
         }
     };
     assert_eq!(frame.json()["scope"], "user:u1");
+    assert!(
+        committed.elapsed() < Duration::from_secs(3),
+        "pushed, not periodic"
+    );
+    assert!(
+        metric(&stack, "followup_sse_push_latency_seconds_count").await > pushed_before,
+        "driven by a notice received over the resubscribed connection"
+    );
 }

@@ -1,1 +1,40 @@
-fn main() {}
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use followup_gateway::auth::{DevClaims, dev_token};
+use followup_gateway::{Cli, Command, run};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(config) => {
+            followup_infra::telemetry::init_tracing();
+            config.jwt.validate()?;
+            let shutdown = followup_infra::shutdown_on_signals();
+            let listener = tokio::net::TcpListener::bind(config.http_addr)
+                .await
+                .with_context(|| format!("binding HTTP_ADDR {}", config.http_addr))?;
+            run(*config, listener, shutdown).await
+        }
+        Command::DevToken(args) => {
+            let token = dev_token(
+                &args.jwt_secret,
+                &DevClaims {
+                    user_claim: &args.jwt_user_claim,
+                    user: &args.sub,
+                    roles: &args.roles,
+                    ttl: Duration::from_secs(args.ttl_secs),
+                    issuer: args.jwt_issuer.as_deref(),
+                    audience: args.jwt_audience.as_deref(),
+                },
+            )?;
+            match args.url {
+                Some(base) => println!("{}/#token={token}", base.trim_end_matches('/')),
+                None => println!("{token}"),
+            }
+            Ok(())
+        }
+    }
+}

@@ -7,17 +7,38 @@ use std::collections::HashMap;
 
 use chrono::NaiveDate;
 use followup_contract::FollowupKind;
-use sqlx::{PgConnection, Row};
+use sqlx::{Connection, PgConnection, Row};
 use uuid::Uuid;
 
 use crate::fold::BatchPlan;
 use crate::model::{DayDelta, Delivery, LeadRecord, LeadState};
 
-/// Inserts event ids into the inbox and returns those that were not there yet.
+/// Inserts event ids into the inbox and returns those that were not there yet. Duplicates are
+/// rare (redeliveries after a crash), so a plain insert is tried first inside a savepoint; only
+/// when it hits a known id does the slower `ON CONFLICT ... RETURNING` form sort them out.
 pub(crate) async fn insert_inbox_ids(
     conn: &mut PgConnection,
     ids: &[Uuid],
 ) -> sqlx::Result<Vec<Uuid>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut savepoint = conn.begin().await?;
+    let plain =
+        sqlx::query("INSERT INTO projection_inbox (event_id) SELECT * FROM UNNEST($1::uuid[])")
+            .bind(ids)
+            .execute(&mut *savepoint)
+            .await;
+    match plain {
+        Ok(_) => {
+            savepoint.commit().await?;
+            return Ok(ids.to_vec());
+        }
+        Err(sqlx::Error::Database(err)) if err.is_unique_violation() => {
+            savepoint.rollback().await?;
+        }
+        Err(err) => return Err(err),
+    }
     sqlx::query_scalar(
         "INSERT INTO projection_inbox (event_id) SELECT * FROM UNNEST($1::uuid[]) \
          ON CONFLICT DO NOTHING RETURNING event_id",

@@ -1,0 +1,286 @@
+//! The gateway's configuration: one typed struct, from flags or the environment, validated at
+//! start-up so a missing or doubled JWT setting stops the process with a clear message.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use chrono_tz::Tz;
+use clap::{Args, Parser, Subcommand};
+
+/// `followup-gateway`: the cockpit's follow-up figures as JSON, pushed SSE and a live page.
+#[derive(Debug, Parser)]
+#[command(name = "followup-gateway", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// What the process does.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the API, the SSE stream, the cockpit page and /metrics until SIGINT/SIGTERM.
+    Serve(Box<GatewayConfig>),
+    /// Print an HS256 development token signed with JWT_SECRET.
+    DevToken(DevTokenArgs),
+}
+
+/// Settings of `serve`.
+#[derive(Debug, Clone, Args)]
+pub struct GatewayConfig {
+    /// Postgres URL of the CRM database (the projection lives there).
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: String,
+    /// NATS server URL (the projector's change notices arrive over core NATS).
+    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: String,
+    /// Listener of the API, the page and the operational endpoints.
+    #[arg(long, env = "HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    pub http_addr: SocketAddr,
+    /// IANA time zone of "today"; must equal the projector's.
+    #[arg(long, env = "FOLLOWUP_TZ", default_value = "Europe/Berlin")]
+    pub followup_tz: Tz,
+    #[command(flatten)]
+    pub jwt: JwtConfig,
+    /// Mark the session cookie `Secure` (set it when the gateway is reached over HTTPS).
+    #[arg(long, env = "COOKIE_SECURE", default_value_t = false)]
+    pub cookie_secure: bool,
+    /// Postgres connections in the gateway's pool.
+    #[arg(long, env = "GATEWAY_DB_CONNECTIONS", default_value_t = 16,
+          value_parser = clap::value_parser!(u32).range(2..=256))]
+    pub db_connections: u32,
+    /// A frame is pushed to every stream client at least this often (ms), changed or not.
+    #[arg(long, env = "SSE_PERIOD_MS", default_value_t = 4000,
+          value_parser = clap::value_parser!(u64).range(100..=5000))]
+    pub sse_period_ms: u64,
+    /// Heartbeat comment interval on idle streams (ms).
+    #[arg(long, env = "SSE_HEARTBEAT_MS", default_value_t = 15000,
+          value_parser = clap::value_parser!(u64).range(100..=60_000))]
+    pub sse_heartbeat_ms: u64,
+    /// Coalescing window: a scope's figures are reloaded at most once per window (ms).
+    #[arg(long, env = "SSE_COALESCE_MS", default_value_t = 20,
+          value_parser = clap::value_parser!(u64).range(0..=5000))]
+    pub sse_coalesce_ms: u64,
+    /// Frames buffered per stream client; a client that falls this far behind is dropped.
+    #[arg(long, env = "SSE_CLIENT_BUFFER", default_value_t = 16,
+          value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub sse_client_buffer: u64,
+}
+
+/// How access tokens are checked.
+#[derive(Debug, Clone, Args)]
+pub struct JwtConfig {
+    /// HS256 shared secret (development). Exactly one of JWT_SECRET and JWT_JWKS.
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// RS256 key set of the identity provider: a file path or an http(s) URL.
+    #[arg(long, env = "JWT_JWKS")]
+    pub jwt_jwks: Option<String>,
+    /// Claim holding the user id that matches `leads.owner_user_id`.
+    #[arg(long, env = "JWT_USER_CLAIM", default_value = "sub")]
+    pub jwt_user_claim: String,
+    /// Required `iss`, when set.
+    #[arg(long, env = "JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// Required `aud`, when set.
+    #[arg(long, env = "JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+}
+
+/// `dev-token` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct DevTokenArgs {
+    /// HS256 secret the gateway checks tokens with.
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: String,
+    /// User id (written to JWT_USER_CLAIM).
+    #[arg(long, default_value = "u1")]
+    pub sub: String,
+    /// Role: admin, manager or sales (repeatable).
+    #[arg(long = "role", default_values_t = vec!["admin".to_owned()])]
+    pub roles: Vec<String>,
+    /// Lifetime in seconds.
+    #[arg(long, default_value_t = 8 * 3600)]
+    pub ttl_secs: u64,
+    /// Claim holding the user id.
+    #[arg(long, env = "JWT_USER_CLAIM", default_value = "sub")]
+    pub jwt_user_claim: String,
+    /// `iss` to put in the token.
+    #[arg(long, env = "JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// `aud` to put in the token.
+    #[arg(long, env = "JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+    /// Print the cockpit URL with the token in its fragment instead of the bare token,
+    /// e.g. `--url http://localhost:8080`.
+    #[arg(long)]
+    pub url: Option<String>,
+}
+
+/// Why a configuration is rejected.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("set exactly one of JWT_SECRET (HS256) and JWT_JWKS (RS256); neither is set")]
+    NoJwtKey,
+    #[error("set exactly one of JWT_SECRET (HS256) and JWT_JWKS (RS256); both are set")]
+    BothJwtKeys,
+    #[error("JWT_SECRET must be at least {min} bytes long")]
+    ShortSecret { min: usize },
+    #[error("JWT_USER_CLAIM must not be empty")]
+    EmptyUserClaim,
+    #[error("{name} must not be blank when set")]
+    Blank { name: &'static str },
+}
+
+/// Shortest accepted HS256 secret.
+pub const MIN_SECRET_BYTES: usize = 16;
+
+/// Where the RS256 keys come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwksSource {
+    File(std::path::PathBuf),
+    Url(String),
+}
+
+/// The key material, once validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    Secret(String),
+    Jwks(JwksSource),
+}
+
+impl JwtConfig {
+    /// Checks the settings and says which kind of key to use.
+    pub fn validate(&self) -> Result<KeySource, ConfigError> {
+        if self.jwt_user_claim.trim().is_empty() {
+            return Err(ConfigError::EmptyUserClaim);
+        }
+        for (name, value) in [
+            ("JWT_ISSUER", &self.jwt_issuer),
+            ("JWT_AUDIENCE", &self.jwt_audience),
+        ] {
+            if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+                return Err(ConfigError::Blank { name });
+            }
+        }
+        let secret = self.jwt_secret.as_deref().filter(|s| !s.is_empty());
+        let jwks = self.jwt_jwks.as_deref().filter(|s| !s.trim().is_empty());
+        match (secret, jwks) {
+            (None, None) => Err(ConfigError::NoJwtKey),
+            (Some(_), Some(_)) => Err(ConfigError::BothJwtKeys),
+            (Some(secret), None) if secret.len() < MIN_SECRET_BYTES => {
+                Err(ConfigError::ShortSecret {
+                    min: MIN_SECRET_BYTES,
+                })
+            }
+            (Some(secret), None) => Ok(KeySource::Secret(secret.to_owned())),
+            (None, Some(jwks)) => {
+                let jwks = jwks.trim();
+                if jwks.starts_with("http://") || jwks.starts_with("https://") {
+                    Ok(KeySource::Jwks(JwksSource::Url(jwks.to_owned())))
+                } else {
+                    Ok(KeySource::Jwks(JwksSource::File(jwks.into())))
+                }
+            }
+        }
+    }
+}
+
+impl GatewayConfig {
+    /// A configuration with defaults for everything but the database, NATS and the JWT secret;
+    /// what the tests and the benchmark start from.
+    pub fn for_tests(database_url: &str, nats_url: &str, jwt_secret: &str) -> GatewayConfig {
+        GatewayConfig {
+            database_url: database_url.to_owned(),
+            nats_url: nats_url.to_owned(),
+            http_addr: "127.0.0.1:0".parse().expect("literal address"),
+            followup_tz: chrono_tz::Europe::Berlin,
+            jwt: JwtConfig {
+                jwt_secret: Some(jwt_secret.to_owned()),
+                jwt_jwks: None,
+                jwt_user_claim: "sub".to_owned(),
+                jwt_issuer: None,
+                jwt_audience: None,
+            },
+            cookie_secure: false,
+            db_connections: 16,
+            sse_period_ms: 4000,
+            sse_heartbeat_ms: 15000,
+            sse_coalesce_ms: 20,
+            sse_client_buffer: 16,
+        }
+    }
+
+    pub fn sse_period(&self) -> Duration {
+        Duration::from_millis(self.sse_period_ms)
+    }
+
+    pub fn sse_heartbeat(&self) -> Duration {
+        Duration::from_millis(self.sse_heartbeat_ms)
+    }
+
+    pub fn sse_coalesce(&self) -> Duration {
+        Duration::from_millis(self.sse_coalesce_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jwt(secret: Option<&str>, jwks: Option<&str>) -> JwtConfig {
+        JwtConfig {
+            jwt_secret: secret.map(str::to_owned),
+            jwt_jwks: jwks.map(str::to_owned),
+            jwt_user_claim: "sub".to_owned(),
+            jwt_issuer: None,
+            jwt_audience: None,
+        }
+    }
+
+    #[test]
+    fn exactly_one_key_source() {
+        assert!(matches!(
+            jwt(None, None).validate(),
+            Err(ConfigError::NoJwtKey)
+        ));
+        assert!(matches!(
+            jwt(Some("0123456789abcdef"), Some("/k.json")).validate(),
+            Err(ConfigError::BothJwtKeys)
+        ));
+        assert!(matches!(
+            jwt(Some("short"), None).validate(),
+            Err(ConfigError::ShortSecret { .. })
+        ));
+        assert_eq!(
+            jwt(Some("0123456789abcdef"), None).validate().unwrap(),
+            KeySource::Secret("0123456789abcdef".into())
+        );
+        assert_eq!(
+            jwt(None, Some("https://idp/certs")).validate().unwrap(),
+            KeySource::Jwks(JwksSource::Url("https://idp/certs".into()))
+        );
+        assert_eq!(
+            jwt(None, Some("/etc/jwks.json")).validate().unwrap(),
+            KeySource::Jwks(JwksSource::File("/etc/jwks.json".into()))
+        );
+    }
+
+    #[test]
+    fn cli_parses_serve_from_flags() {
+        let cli = Cli::try_parse_from([
+            "followup-gateway",
+            "serve",
+            "--database-url",
+            "postgres://x/y",
+            "--jwt-secret",
+            "0123456789abcdef",
+        ])
+        .unwrap();
+        let Command::Serve(config) = cli.command else {
+            panic!("serve expected")
+        };
+        assert_eq!(config.http_addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.followup_tz, chrono_tz::Europe::Berlin);
+        assert_eq!(config.jwt.jwt_user_claim, "sub");
+    }
+}

@@ -1,0 +1,183 @@
+//! `/openapi.json`, generated from the handlers' annotations. The response types of the
+//! figures and runs live in the projector crate; their schemas are described here and a test
+//! checks that they name exactly the fields the real types serialise.
+
+use chrono::{DateTime, Utc};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+/// Direction of a pending figure against its value at the previous local midnight.
+#[derive(ToSchema)]
+#[schema(as = Trend)]
+#[allow(dead_code)]
+#[serde(rename_all = "lowercase")]
+pub enum TrendDoc {
+    Up,
+    Down,
+    Flat,
+}
+
+/// The cockpit figures of one scope.
+#[derive(ToSchema)]
+#[schema(as = Figures)]
+#[allow(dead_code)]
+#[serde(rename_all = "camelCase")]
+pub struct FiguresDoc {
+    /// ACTIVE leads, clock running, T+3 not sent.
+    pub pending_t3: i64,
+    /// ACTIVE leads, clock running, T+3 sent, T+7 not sent.
+    pub pending_t7: i64,
+    /// Follow-ups delivered since local midnight (`FOLLOWUP_TZ`).
+    pub sent_today: i64,
+    /// Percent, two decimals, of the leads that got a follow-up and are now CONVERTED.
+    pub conversion_rate: f64,
+    pub t3_trend: TrendDoc,
+    pub t7_trend: TrendDoc,
+    /// `org` or `user:<id>`.
+    pub scope: String,
+    /// The instant the figures are for.
+    pub as_of: DateTime<Utc>,
+}
+
+/// A producer run.
+#[derive(ToSchema)]
+#[schema(as = RecentRun)]
+#[allow(dead_code)]
+#[serde(rename_all = "camelCase")]
+pub struct RecentRunDoc {
+    pub run_id: String,
+    pub t3_count: i64,
+    pub t7_count: i64,
+    pub skipped_count: i64,
+    pub error_count: i64,
+    pub processed_at: DateTime<Utc>,
+    pub duration_ms: i64,
+}
+
+/// The recent runs, newest first.
+#[derive(ToSchema)]
+#[schema(as = Runs)]
+#[allow(dead_code)]
+pub struct RunsDoc {
+    pub runs: Vec<RecentRunDoc>,
+}
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "Access token: HS256 (JWT_SECRET) or RS256 (JWT_JWKS); roles admin, manager, sales from realm_access.roles or roles",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "cookie",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(
+                crate::auth::SESSION_COOKIE,
+            ))),
+        );
+    }
+}
+
+/// The gateway's API description.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "followup-gateway",
+        description = "Follow-up cockpit figures: JSON, pushed SSE, session cookie for the cockpit page. Operational endpoints: /metrics (Prometheus), /healthz, /readyz."
+    ),
+    paths(
+        crate::api::get_metrics,
+        crate::api::get_stream,
+        crate::api::get_runs,
+        crate::api::create_session,
+        crate::api::delete_session,
+    ),
+    components(schemas(crate::error::ErrorBody, FiguresDoc, RecentRunDoc, RunsDoc, TrendDoc)),
+    modifiers(&Security),
+    tags(
+        (name = "followup", description = "Cockpit figures"),
+        (name = "session", description = "Cookie for the cockpit page"),
+    )
+)]
+pub struct ApiDoc;
+
+/// The document as JSON.
+pub fn openapi_json() -> String {
+    ApiDoc::openapi()
+        .to_json()
+        .expect("the OpenAPI document serialises")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use followup_projector::{Figures, RecentRun, Scope, Trend};
+
+    fn property_names(doc: &serde_json::Value, schema: &str) -> Vec<String> {
+        let mut names: Vec<String> = doc["components"]["schemas"][schema]["properties"]
+            .as_object()
+            .unwrap_or_else(|| panic!("schema {schema} has properties"))
+            .keys()
+            .cloned()
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn keys(value: serde_json::Value) -> Vec<String> {
+        let mut keys: Vec<String> = value.as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        keys
+    }
+
+    #[test]
+    fn schemas_match_the_types_served() {
+        let doc: serde_json::Value = serde_json::from_str(&openapi_json()).unwrap();
+        let figures = Figures {
+            pending_t3: 1,
+            pending_t7: 2,
+            sent_today: 3,
+            conversion_rate: 4.5,
+            t3_trend: Trend::Up,
+            t7_trend: Trend::Flat,
+            scope: Scope::Org,
+            as_of: Utc::now(),
+        };
+        assert_eq!(
+            property_names(&doc, "Figures"),
+            keys(serde_json::to_value(&figures).unwrap())
+        );
+        let run = RecentRun {
+            run_id: "r".into(),
+            t3_count: 1,
+            t7_count: 2,
+            skipped_count: 3,
+            error_count: 4,
+            processed_at: Utc::now(),
+            duration_ms: 5,
+        };
+        assert_eq!(
+            property_names(&doc, "RecentRun"),
+            keys(serde_json::to_value(&run).unwrap())
+        );
+        for path in [
+            "/api/followup/metrics",
+            "/api/dashboard/followup-stream",
+            "/api/followup/runs",
+            "/api/session",
+        ] {
+            assert!(doc["paths"][path].is_object(), "{path} documented");
+        }
+        assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    }
+}

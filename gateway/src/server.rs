@@ -1,0 +1,269 @@
+//! [`run`]: connect, migrate, start the hub and the notice listener, and serve until shutdown.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::http::{HeaderValue, header};
+use axum::middleware;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use chrono::Utc;
+use chrono_tz::Tz;
+use followup_contract::COCKPIT_CHANGED_SUBJECT;
+use followup_infra::ops::ops_router;
+use followup_infra::{Readiness, connect_database, connect_nats, migrate_database};
+use followup_projector::{ChangeNotice, FiguresError, Scope, load_figures};
+use futures::StreamExt;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_http::catch_panic::CatchPanicLayer;
+
+use crate::api::{self, AppState};
+use crate::auth::Authenticator;
+use crate::config::GatewayConfig;
+use crate::error::ApiError;
+use crate::hub::{Hub, HubConfig, Loader};
+use crate::metrics::{GatewayMetrics, track_http};
+use crate::page;
+
+/// Runs the gateway on `listener` until `shutdown` fires; then open streams end cleanly,
+/// in-flight requests finish, and it returns. Bind port 0 in tests.
+pub async fn run(
+    config: GatewayConfig,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let auth = Authenticator::from_config(&config.jwt, &shutdown).await?;
+    let metrics = GatewayMetrics::new();
+    let readiness = Readiness::default();
+    let db_ready = readiness.check("database");
+    let nats_ready = readiness.check("nats");
+
+    let pool = connect_database(&config.database_url, config.db_connections, &shutdown).await?;
+    migrate_database(&pool).await?;
+    check_time_zone(&pool, config.followup_tz).await?;
+    db_ready.store(true, Ordering::Relaxed);
+
+    let hub = Hub::new(
+        HubConfig {
+            period: config.sse_period(),
+            coalesce: config.sse_coalesce(),
+            client_buffer: config.sse_client_buffer as usize,
+            heartbeat: config.sse_heartbeat(),
+        },
+        loader(pool.clone(), config.followup_tz),
+        metrics.clone(),
+    );
+    let worker = tokio::spawn(hub.clone().run(shutdown.clone()));
+    let notices = tokio::spawn(listen_for_notices(
+        config.nats_url.clone(),
+        hub.clone(),
+        nats_ready,
+        shutdown.clone(),
+    ));
+    let watcher = tokio::spawn(watch_database(pool.clone(), db_ready, shutdown.clone()));
+
+    let state = AppState {
+        pool: pool.clone(),
+        tz: config.followup_tz,
+        auth,
+        hub,
+        metrics: metrics.clone(),
+        cookie_secure: config.cookie_secure,
+        shutdown: shutdown.clone(),
+    };
+    let app = router(state, readiness);
+    tracing::info!(
+        addr = %listener.local_addr().context("listener address")?,
+        tz = config.followup_tz.name(),
+        "gateway serving"
+    );
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await
+        .context("serving HTTP");
+    shutdown.cancel();
+    let _ = worker.await;
+    let _ = notices.await;
+    let _ = watcher.await;
+    pool.close().await;
+    tracing::info!("gateway stopped");
+    served
+}
+
+/// All routes, with request metrics, JSON 404/405 and panics turned into a JSON 500.
+pub fn router(state: AppState, readiness: Readiness) -> Router {
+    let metrics = state.metrics.clone();
+    let openapi: Arc<str> = crate::openapi::openapi_json().into();
+    Router::new()
+        .route("/", get(page::index))
+        .route("/assets/cockpit.js", get(page::script))
+        .route("/assets/cockpit.css", get(page::style))
+        .route("/api/followup/metrics", get(api::get_metrics))
+        .route("/api/followup/runs", get(api::get_runs))
+        .route("/api/dashboard/followup-stream", get(api::get_stream))
+        .route(
+            "/api/session",
+            axum::routing::post(api::create_session).delete(api::delete_session),
+        )
+        .route(
+            "/openapi.json",
+            get(move || {
+                let openapi = openapi.clone();
+                async move {
+                    (
+                        [(
+                            header::CONTENT_TYPE,
+                            HeaderValue::from_static("application/json"),
+                        )],
+                        openapi.to_string(),
+                    )
+                }
+            }),
+        )
+        .with_state(state)
+        .merge(ops_router(metrics.registry.clone(), readiness))
+        .fallback(api::not_found)
+        .method_not_allowed_fallback(api::method_not_allowed)
+        .layer(middleware::from_fn(nosniff))
+        .layer(middleware::from_fn_with_state(metrics, track_http))
+        .layer(CatchPanicLayer::custom(
+            |_panic: Box<dyn std::any::Any + Send>| {
+                ApiError::Internal(anyhow::anyhow!("handler panicked")).into_response()
+            },
+        ))
+}
+
+async fn nosniff(
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    let mut response = next.run(request).await;
+    response.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
+}
+
+/// The hub's loader: the projector's read function, serialised once per reload.
+fn loader(pool: PgPool, tz: Tz) -> Loader {
+    Arc::new(move |scope: String| {
+        let pool = pool.clone();
+        Box::pin(async move { api::load_snapshot(&pool, tz, &scope).await })
+    })
+}
+
+/// Refuses to start when the projection counts days in another zone than `FOLLOWUP_TZ`:
+/// every answer would be an error.
+async fn check_time_zone(pool: &PgPool, tz: Tz) -> anyhow::Result<()> {
+    match load_figures(pool, &Scope::Org, Utc::now(), tz).await {
+        Ok(_) => Ok(()),
+        Err(err @ FiguresError::TimeZoneMismatch { .. }) => {
+            Err(anyhow::anyhow!(err)).context("FOLLOWUP_TZ must equal the projector's")
+        }
+        Err(err) => Err(anyhow::anyhow!(err)).context("reading the projection at start-up"),
+    }
+}
+
+/// Subscribes to the projector's notices and marks the affected scopes dirty. NATS being away
+/// only delays pushes (the hub's periodic frames go on); after a reconnect every scope is
+/// reloaded, since notices sent meanwhile are lost.
+async fn listen_for_notices(
+    url: String,
+    hub: Hub,
+    ready: Arc<AtomicBool>,
+    shutdown: CancellationToken,
+) {
+    let client = match connect_nats(&url, "followup-gateway", &shutdown).await {
+        Ok(client) => client,
+        Err(err) => {
+            tracing::warn!(
+                error = format!("{err:#}"),
+                "no NATS: pushes only every period"
+            );
+            return;
+        }
+    };
+    let mut subscription = loop {
+        match client.subscribe(COCKPIT_CHANGED_SUBJECT).await {
+            Ok(subscription) => break subscription,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot subscribe to change notices yet");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    };
+    // Make sure the server has the subscription before calling ourselves ready.
+    let _ = client.flush().await;
+    ready.store(true, Ordering::Relaxed);
+    hub.mark_all_dirty();
+    tracing::info!(
+        subject = COCKPIT_CHANGED_SUBJECT,
+        "listening for change notices"
+    );
+    let mut check = tokio::time::interval(Duration::from_millis(500));
+    let mut was_connected = true;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            message = subscription.next() => {
+                let Some(message) = message else {
+                    tracing::warn!("notice subscription closed");
+                    ready.store(false, Ordering::Relaxed);
+                    break;
+                };
+                match serde_json::from_slice::<ChangeNotice>(&message.payload) {
+                    Ok(notice) => hub.notify(
+                        notice.users.iter().map(String::as_str),
+                        notice.org,
+                        Some(notice.committed_at),
+                    ),
+                    Err(err) => {
+                        tracing::warn!(error = %err, "unreadable change notice; reloading every scope");
+                        hub.mark_all_dirty();
+                    }
+                }
+            }
+            _ = check.tick() => {
+                let connected = matches!(
+                    client.connection_state(),
+                    async_nats::connection::State::Connected
+                );
+                ready.store(connected, Ordering::Relaxed);
+                if connected && !was_connected {
+                    tracing::info!("NATS reconnected; reloading every scope");
+                    hub.mark_all_dirty();
+                }
+                was_connected = connected;
+            }
+        }
+    }
+    let _ = subscription.unsubscribe().await;
+}
+
+/// Keeps the `database` readiness flag current.
+async fn watch_database(pool: PgPool, ready: Arc<AtomicBool>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tick.tick() => {
+                let ok = tokio::time::timeout(
+                    Duration::from_secs(2),
+                    sqlx::query("SELECT 1").execute(&pool),
+                )
+                .await
+                .is_ok_and(|r| r.is_ok());
+                ready.store(ok, Ordering::Relaxed);
+            }
+        }
+    }
+}

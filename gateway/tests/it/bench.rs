@@ -1,0 +1,279 @@
+//! Benchmarks (ignored by default; they print figures and assert nothing about time):
+//!
+//! ```text
+//! cargo test -p followup-gateway --release --test it -- --ignored --nocapture --test-threads 1 bench_
+//! ```
+//!
+//! - `bench_push_latency`: lead change committed in Postgres → SSE frame at the client,
+//!   through outbox, relay, JetStream, projector, notice and gateway (`BENCH_CHANGES`, default
+//!   1000), with one client and again with 500 clients connected.
+//! - `bench_metrics_endpoint`: `GET /api/followup/metrics` under `wrk` (closed loop, maximum
+//!   rate) and `oha` (open loop at a fixed 5000 req/s), when installed.
+//! - `bench_widget_first_figures`: the page's `followup:first-figures` mark in Chromium.
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+
+use crate::browser::{Driver, artifacts_dir, browser_ready};
+use crate::support::{Auth, SseClient, Stack, insert_lead, token};
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+fn summary(label: &str, mut samples: Vec<f64>) {
+    samples.sort_by(f64::total_cmp);
+    let mean = samples.iter().sum::<f64>() / samples.len() as f64;
+    println!(
+        "{label}: n={} p50={:.2} ms p90={:.2} ms p99={:.2} ms max={:.2} ms mean={:.2} ms (load average {})",
+        samples.len(),
+        percentile(&samples, 50.0),
+        percentile(&samples, 90.0),
+        percentile(&samples, 99.0),
+        samples[samples.len() - 1],
+        mean,
+        load_average()
+    );
+}
+
+fn changes() -> usize {
+    std::env::var("BENCH_CHANGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000)
+}
+
+/// Where a slow change is stuck: relayed yet? projected yet?
+async fn diagnose(stack: &Stack, lead: i64, committed: Instant) {
+    // The relay deletes what JetStream acknowledged: a row still here is not relayed yet.
+    let relayed: Option<(Option<f64>,)> = sqlx::query_as(
+        "SELECT EXTRACT(EPOCH FROM (now() - occurred_at))::float8 * 1000
+         FROM followup_outbox WHERE subject = $1 ORDER BY id DESC LIMIT 1",
+    )
+    .bind(lead.to_string())
+    .fetch_optional(&stack.db.pool)
+    .await
+    .unwrap();
+    let projected: Option<(String,)> =
+        sqlx::query_as("SELECT status FROM projection_leads WHERE lead_id = $1")
+            .bind(lead)
+            .fetch_optional(&stack.db.pool)
+            .await
+            .unwrap();
+    let current: (String,) = sqlx::query_as("SELECT status FROM leads WHERE id = $1")
+        .bind(lead)
+        .fetch_one(&stack.db.pool)
+        .await
+        .unwrap();
+    println!(
+        "  slow change at +{:?}: waiting in the outbox for {relayed:?} ms (None: relayed); projection has {projected:?}, leads has {current:?}",
+        committed.elapsed()
+    );
+}
+
+async fn push_latency(stack: &Stack, lead: i64, extra_clients: usize) -> Vec<f64> {
+    let sales = token("u1", &["sales"]);
+    // Other clients on the same scope share the frames; they must be read, or they'd be dropped.
+    let mut readers = Vec::new();
+    for _ in 0..extra_clients {
+        let mut client = SseClient::connect(stack, "", Auth::Bearer(&sales), None).await;
+        assert_eq!(client.status, 200);
+        readers.push(tokio::spawn(async move {
+            while client.next_event(Duration::from_secs(30)).await.is_some() {}
+        }));
+    }
+    let mut sse = SseClient::connect(stack, "", Auth::Bearer(&sales), None).await;
+    let mut pending = sse.next_event(Duration::from_secs(5)).await.unwrap().json()["pendingT3"]
+        .as_i64()
+        .unwrap();
+    let mut samples = Vec::with_capacity(changes());
+    for _ in 0..changes() {
+        let (status, expect) = if pending == 1 {
+            ("REGISTERED", 0)
+        } else {
+            ("ACTIVE", 1)
+        };
+        sqlx::query("UPDATE leads SET status = $1 WHERE id = $2")
+            .bind(status)
+            .bind(lead)
+            .execute(&stack.db.pool)
+            .await
+            .unwrap();
+        let committed = Instant::now();
+        let mut diagnosed = false;
+        loop {
+            let Some(frame) = sse.next_event(Duration::from_millis(300)).await else {
+                assert!(committed.elapsed() < Duration::from_secs(15), "no frame");
+                if !diagnosed {
+                    diagnosed = true;
+                    diagnose(stack, lead, committed).await;
+                }
+                continue;
+            };
+            if frame.json()["pendingT3"] == expect {
+                break;
+            }
+        }
+        let ms = committed.elapsed().as_secs_f64() * 1000.0;
+        if ms > 100.0 {
+            println!("slow change #{}: {ms:.1} ms", samples.len());
+        }
+        samples.push(ms);
+        pending = expect;
+    }
+    for reader in readers {
+        reader.abort();
+    }
+    samples
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark"]
+async fn bench_push_latency() {
+    let coalesce = std::env::var("BENCH_COALESCE_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    println!("SSE_COALESCE_MS={coalesce}");
+    let stack = Stack::start_with(|c| c.sse_coalesce_ms = coalesce).await;
+    let admin = token("boss", &["admin"]);
+    let lead = insert_lead(&stack.db.pool, "u1", &[], Utc::now()).await;
+    stack
+        .wait_for_figures("/api/followup/metrics?owner=u1", &admin, |f| {
+            f["pendingT3"] == 1
+        })
+        .await;
+    let samples = push_latency(&stack, lead, 0).await;
+    summary("commit → SSE frame, 1 client", samples);
+    let samples = push_latency(&stack, lead, 500).await;
+    summary("commit → SSE frame, 501 clients on the scope", samples);
+}
+
+async fn seed_leads(stack: &Stack, users: usize, per_user: usize) {
+    sqlx::query(
+        "INSERT INTO leads (company_name, email, status, owner_user_id, registered_at, metadata)
+         SELECT 'Lead ' || g, 'x@example.com', 'ACTIVE', 'u' || (g % $1), now() - interval '1 day', '{}'
+         FROM generate_series(1, $2) AS g",
+    )
+    .bind(users as i64)
+    .bind((users * per_user) as i64)
+    .execute(&stack.db.pool)
+    .await
+    .unwrap();
+    let admin = token("boss", &["admin"]);
+    let total = (users * per_user) as i64;
+    stack
+        .wait_for_figures("/api/followup/metrics", &admin, |f| f["pendingT3"] == total)
+        .await;
+}
+
+fn run_tool(program: &str, args: &[String]) -> Option<String> {
+    match std::process::Command::new(program).args(args).output() {
+        Ok(out) => Some(format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )),
+        Err(err) => {
+            println!("{program} not available ({err}); skipped");
+            None
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark"]
+async fn bench_metrics_endpoint() {
+    let stack = Stack::start().await;
+    seed_leads(&stack, 100, 100).await;
+    let url = stack.url("/api/followup/metrics?owner=u7");
+    let auth = format!("Authorization: Bearer {}", token("boss", &["manager"]));
+    let (status, body) = stack
+        .get_json(
+            "/api/followup/metrics?owner=u7",
+            Some(&token("boss", &["manager"])),
+        )
+        .await;
+    println!("probe: {status} {body}");
+    println!("load average before: {}", load_average());
+    let secs = std::env::var("BENCH_SECONDS").unwrap_or_else(|_| "10".into());
+    if let Some(out) = run_tool(
+        "wrk",
+        &[
+            "-t2".into(),
+            "-c32".into(),
+            format!("-d{secs}s"),
+            "--latency".into(),
+            "-H".into(),
+            auth.clone(),
+            url.clone(),
+        ],
+    ) {
+        println!("--- wrk (closed loop, 2 threads, 32 connections) ---\n{out}");
+    }
+    if let Some(out) = run_tool(
+        "oha",
+        &[
+            "--no-tui".into(),
+            "-z".into(),
+            format!("{secs}s"),
+            "-q".into(),
+            "5000".into(),
+            "-c".into(),
+            "32".into(),
+            "--latency-correction".into(),
+            "-H".into(),
+            auth,
+            url,
+        ],
+    ) {
+        println!("--- oha (open loop at 5000 req/s, 32 connections, latency-corrected) ---\n{out}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark"]
+async fn bench_widget_first_figures() {
+    if !browser_ready() {
+        return;
+    }
+    let stack = Stack::start().await;
+    seed_leads(&stack, 10, 10).await;
+    let admin = token("boss", &["admin"]);
+    let mut driver = Driver::spawn(
+        &stack,
+        &admin,
+        &artifacts_dir().join("bench-unused.png"),
+        30,
+    );
+    let result = driver.expect("BENCH").await;
+    driver.finish().await;
+    let samples: Vec<f64> = result["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    println!("first-figures samples (ms): {samples:?}");
+    println!(
+        "timings of the first and last run: {} / {}",
+        result["breakdown"][0],
+        result["breakdown"][samples.len() - 1]
+    );
+    summary(
+        "widget first figures after navigation start (Performance API)",
+        samples[1..].to_vec(),
+    );
+    println!(
+        "(first navigation, with a cold browser: {:.1} ms)",
+        samples[0]
+    );
+}

@@ -1,0 +1,9 @@
+//! Gateway integration tests: the real gateway on port 0 with the real projector, the producer's
+//! outbox relay, a private nats-server and a fresh Postgres database per test. No mocks.
+
+mod bench;
+mod browser;
+mod ops;
+mod rbac;
+mod sse;
+mod support;

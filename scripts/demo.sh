@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The demo: starts or reuses PostgreSQL and NATS (JetStream), builds the services, loads demo
-# leads that become due, and runs the pipeline with a follow-up run every 20 seconds.
+# leads that become due, and runs producer, projector and gateway with a follow-up run every
+# 20 seconds; prints cockpit URLs with development tokens.
 # Ctrl-C stops everything it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,7 +27,12 @@ pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
 
+export JWT_SECRET=${JWT_SECRET:-demo-secret-change-me-0123456789}
 HTTP_ADDR=127.0.0.1:9101 target/debug/followup-producer serve &
+pids+=($!)
+HTTP_ADDR=127.0.0.1:9102 target/debug/followup-projector serve &
+pids+=($!)
+HTTP_ADDR=127.0.0.1:8080 target/debug/followup-gateway serve &
 pids+=($!)
 
 # Wait for the producer's migrations, then load demo leads (idempotent per company name).
@@ -50,12 +56,18 @@ FROM generate_series(1, 60) AS i
 WHERE NOT EXISTS (SELECT 1 FROM leads WHERE company_name LIKE 'Demo %');
 SQL
 
+admin_url_cockpit=$(target/debug/followup-gateway dev-token --sub alice --role admin --url http://127.0.0.1:8080)
+sales_url_cockpit=$(target/debug/followup-gateway dev-token --sub bob --role sales --url http://127.0.0.1:8080)
 cat <<INFO
 
-  Demo running (Ctrl-C to stop). Database: $DATABASE_URL
+  Demo running (Ctrl-C stops it). Database: $DATABASE_URL
+  - cockpit (admin alice): $admin_url_cockpit
+  - cockpit (sales bob):   $sales_url_cockpit
   - follow-up runs: cron "$FOLLOWUP_CRON" in Europe/Berlin; e-mails: $MAILER_LOG_FILE
-  - producer metrics: http://127.0.0.1:9101/metrics
-  - watch events:     nats stream view FOLLOWUP   (or: psql "$DATABASE_URL" -c 'table followup_outbox')
+  - metrics: producer http://127.0.0.1:9101/metrics, projector http://127.0.0.1:9102/metrics,
+             gateway http://127.0.0.1:8080/metrics
+  - change a lead and watch the cockpit: psql "$DATABASE_URL" -c "update leads set status = 'CONVERTED' where id = 3"
+  - events: nats stream view FOLLOWUP
 
 INFO
 wait

@@ -31,6 +31,8 @@ pub struct AppState {
     pub metrics: GatewayMetrics,
     pub cookie_secure: bool,
     pub shutdown: CancellationToken,
+    /// `UNSUBSCRIBE_SECRET`, shared with the producer.
+    pub unsubscribe_secret: Option<std::sync::Arc<[u8]>>,
 }
 
 impl FromRef<AppState> for Authenticator {

@@ -64,6 +64,10 @@ pub struct GatewayConfig {
     #[arg(long, env = "SSE_CLIENT_BUFFER", default_value_t = 16,
           value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub sse_client_buffer: u64,
+    /// Key the producer signs unsubscribe links with (same value); without it `/unsubscribe`
+    /// answers 503.
+    #[arg(long, env = "UNSUBSCRIBE_SECRET", hide_env_values = true)]
+    pub unsubscribe_secret: Option<String>,
 }
 
 /// How access tokens are checked.
@@ -207,6 +211,7 @@ impl GatewayConfig {
             sse_heartbeat_ms: 15000,
             sse_coalesce_ms: 20,
             sse_client_buffer: 16,
+            unsubscribe_secret: None,
         }
     }
 

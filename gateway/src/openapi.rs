@@ -101,12 +101,15 @@ impl Modify for Security {
         crate::api::get_runs,
         crate::api::create_session,
         crate::api::delete_session,
+        crate::unsubscribe::confirm_unsubscribe,
+        crate::unsubscribe::unsubscribe,
     ),
     components(schemas(crate::error::ErrorBody, FiguresDoc, RecentRunDoc, RunsDoc, TrendDoc)),
     modifiers(&Security),
     tags(
         (name = "followup", description = "Cockpit figures"),
         (name = "session", description = "Cookie for the cockpit page"),
+        (name = "unsubscribe", description = "Signed unsubscribe links of the follow-up e-mails"),
     )
 )]
 pub struct ApiDoc;

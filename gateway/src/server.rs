@@ -29,6 +29,7 @@ use crate::error::ApiError;
 use crate::hub::{Hub, HubConfig, Loader};
 use crate::metrics::{GatewayMetrics, track_http};
 use crate::page;
+use crate::unsubscribe;
 
 /// Runs the gateway on `listener` until `shutdown` fires; then open streams end cleanly,
 /// in-flight requests finish, and it returns. Bind port 0 in tests.
@@ -75,6 +76,10 @@ pub async fn run(
         metrics: metrics.clone(),
         cookie_secure: config.cookie_secure,
         shutdown: shutdown.clone(),
+        unsubscribe_secret: config
+            .unsubscribe_secret
+            .as_ref()
+            .map(|s| s.as_bytes().into()),
     };
     let app = router(state, readiness);
     tracing::info!(
@@ -105,6 +110,10 @@ pub fn router(state: AppState, readiness: Readiness) -> Router {
         .route("/assets/cockpit.css", get(page::style))
         .route("/api/followup/metrics", get(api::get_metrics))
         .route("/api/followup/runs", get(api::get_runs))
+        .route(
+            "/unsubscribe",
+            get(unsubscribe::confirm_unsubscribe).post(unsubscribe::unsubscribe),
+        )
         .route("/api/dashboard/followup-stream", get(api::get_stream))
         .route(
             "/api/session",

@@ -78,7 +78,9 @@ impl Delivery {
     /// The `log` mailer (stdout) with the built-in templates, links signed with `unsubscribe_secret`
     /// and pointing at the development gateway, and the default retry policy: what other crates'
     /// tests and tools use to run the producer in-process.
-    pub fn log_to_stdout(unsubscribe_secret: &[u8]) -> Result<Delivery, crate::template::TemplateError> {
+    pub fn log_to_stdout(
+        unsubscribe_secret: &[u8],
+    ) -> Result<Delivery, crate::template::TemplateError> {
         let links = crate::template::UnsubscribeLinks::new(
             crate::config::DEV_UNSUBSCRIBE_BASE_URL,
             unsubscribe_secret.to_vec(),

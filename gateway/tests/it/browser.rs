@@ -11,7 +11,9 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use chrono::Utc;
-use followup_producer::{Delivery, ProducerMetrics, RunOutcome, RunRequest, RunTrigger, execute_run};
+use followup_producer::{
+    Delivery, ProducerMetrics, RunOutcome, RunRequest, RunTrigger, execute_run,
+};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio_util::sync::CancellationToken;

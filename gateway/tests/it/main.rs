@@ -7,3 +7,4 @@ mod ops;
 mod rbac;
 mod sse;
 mod support;
+mod unsubscribe;

@@ -33,27 +33,42 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
     response
 }
 
-/// Checks the link; `Err` is the page to answer with.
-fn verify(state: &AppState, query: Option<&str>) -> Result<i64, Response> {
-    let Some(secret) = state.unsubscribe_secret.as_deref() else {
-        return Err(page(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Abmeldung nicht verfügbar",
-            "<p>Die Abmeldung ist gerade nicht eingerichtet. Bitte versuchen Sie es später.</p>",
-        ));
-    };
-    UnsubscribeParams::from_query(query.unwrap_or_default())
-        .verify(secret)
-        .map_err(|err| {
-            let status = match err {
-                UnsubscribeError::BadSignature => StatusCode::FORBIDDEN,
-                _ => StatusCode::BAD_REQUEST,
-            };
-            page(
+/// Why a link is not acted on.
+enum Refusal {
+    NotConfigured,
+    Invalid(StatusCode),
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Refusal::NotConfigured => page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Abmeldung nicht verfügbar",
+                "<p>Die Abmeldung ist gerade nicht eingerichtet. Bitte versuchen Sie es später.</p>",
+            ),
+            Refusal::Invalid(status) => page(
                 status,
                 "Link ungültig",
                 "<p>Dieser Abmeldelink ist ungültig oder unvollständig.</p>",
-            )
+            ),
+        }
+    }
+}
+
+/// Checks the link and returns its lead id.
+fn verify(state: &AppState, query: Option<&str>) -> Result<i64, Refusal> {
+    let secret = state
+        .unsubscribe_secret
+        .as_deref()
+        .ok_or(Refusal::NotConfigured)?;
+    UnsubscribeParams::from_query(query.unwrap_or_default())
+        .verify(secret)
+        .map_err(|err| {
+            Refusal::Invalid(match err {
+                UnsubscribeError::BadSignature => StatusCode::FORBIDDEN,
+                _ => StatusCode::BAD_REQUEST,
+            })
         })
 }
 
@@ -67,8 +82,8 @@ pub async fn confirm_unsubscribe(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
 ) -> Response {
-    if let Err(response) = verify(&state, query.as_deref()) {
-        return response;
+    if let Err(refusal) = verify(&state, query.as_deref()) {
+        return refusal.into_response();
     }
     // The form posts to this same URL, query included.
     page(
@@ -88,7 +103,7 @@ pub async fn confirm_unsubscribe(
 pub async fn unsubscribe(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
     let lead_id = match verify(&state, query.as_deref()) {
         Ok(id) => id,
-        Err(response) => return response,
+        Err(refusal) => return refusal.into_response(),
     };
     match withdraw_consent(&state.pool, lead_id).await {
         Ok(_) => page(

@@ -102,3 +102,10 @@ ensure_aiosmtpd() {
   python3 -c 'import aiosmtpd' 2>/dev/null \
     || die "aiosmtpd is missing: run python3 -m pip install aiosmtpd and run this command again."
 }
+
+# PyYAML reads docker-compose.yml for scripts/check-compose.py.
+ensure_pyyaml() {
+  python3 -c 'import yaml' 2>/dev/null && return
+  python3 -m pip install --quiet pyyaml >/dev/null 2>&1 || apt_install python3-yaml
+  python3 -c 'import yaml' 2>/dev/null || die "PyYAML is missing: run python3 -m pip install pyyaml"
+}

@@ -12,6 +12,7 @@ ensure_nats_binary
 ensure_browser
 ensure_promtool
 ensure_aiosmtpd
+ensure_pyyaml
 
 # Leftover databases of earlier, interrupted runs.
 psql "$TEST_DATABASE_URL" -Atc "select datname from pg_database where datname like 'followup_test_%'" \
@@ -26,3 +27,6 @@ promtool check rules deploy/prometheus/rules/*.yml
 promtool test rules deploy/prometheus/tests/*.test.yml
 log "cargo test"
 cargo test --workspace
+log "docker-compose.yml against the binaries"
+cargo build --quiet --bins
+python3 scripts/check-compose.py

@@ -12,7 +12,8 @@ use sqlx::{PgConnection, PgPool};
 use crate::dead_letters::insert_dead_letter;
 use crate::fold::{Outcome, fold_events};
 use crate::parse::{InboundMessage, ParsedBatch, Slot, parse_batch};
-use crate::store::{insert_inbox_ids, load_lead_records, write_plan};
+use crate::store::{insert_inbox_ids, load_lead_records};
+use crate::write::write_plan;
 
 /// Advisory lock held by every transaction that writes the live projection, and by the swap at
 /// the end of `rebuild`: while a swap runs, `serve` waits.

@@ -3,7 +3,7 @@
 //! transaction, with unqualified table names so `rebuild` can aim them at its shadow schema
 //! through `search_path`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use followup_contract::FollowupKind;
 use sqlx::{Connection, PgConnection, Row};
@@ -46,11 +46,11 @@ pub(crate) async fn insert_inbox_ids(
     .await
 }
 
-/// Loads the stored records (state and deliveries) of these leads.
+/// Loads the stored records (state and deliveries) of these leads, and which of them have a row.
 pub(crate) async fn load_lead_records(
     conn: &mut PgConnection,
     lead_ids: &[i64],
-) -> sqlx::Result<HashMap<i64, LeadRecord>> {
+) -> sqlx::Result<(HashMap<i64, LeadRecord>, HashSet<i64>)> {
     let rows = sqlx::query(
         "SELECT lead_id, sequence, owner_user_id, collaborator_user_ids, status, registered_at, \
          clock_stopped_at, t3_sent, t7_sent, deleted, changed_at \
@@ -77,6 +77,7 @@ pub(crate) async fn load_lead_records(
         let deliveries = Vec::new();
         records.insert(lead_id, LeadRecord { state, deliveries });
     }
+    let stored: HashSet<i64> = records.keys().copied().collect();
     let rows = sqlx::query(
         "SELECT lead_id, kind, sent_at, run_id FROM projection_deliveries \
          WHERE lead_id = ANY($1) ORDER BY lead_id, kind",
@@ -98,5 +99,5 @@ pub(crate) async fn load_lead_records(
             .deliveries
             .push(delivery);
     }
-    Ok(records)
+    Ok((records, stored))
 }

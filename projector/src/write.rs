@@ -3,15 +3,22 @@
 //! inside the caller's transaction. Table names are unqualified on purpose: `rebuild` points the
 //! same statements at its shadow schema through `search_path`.
 
+use std::collections::HashSet;
+
 use chrono::NaiveDate;
 use sqlx::PgConnection;
 
 use crate::fold::BatchPlan;
 use crate::model::{DayDelta, LeadState};
 
-/// Writes a batch plan: lead states, deliveries, figure deltas and runs.
-pub(crate) async fn write_plan(conn: &mut PgConnection, plan: &BatchPlan) -> sqlx::Result<()> {
-    write_leads(conn, plan).await?;
+/// Writes a batch plan: lead states, deliveries, figure deltas and runs. `stored` are the leads
+/// that already have a row.
+pub(crate) async fn write_plan(
+    conn: &mut PgConnection,
+    plan: &BatchPlan,
+    stored: &HashSet<i64>,
+) -> sqlx::Result<()> {
+    write_leads(conn, plan, stored).await?;
     if !plan.deliveries.is_empty() {
         let deliveries = &plan.deliveries;
         sqlx::query(
@@ -63,68 +70,92 @@ pub(crate) async fn write_plan(conn: &mut PgConnection, plan: &BatchPlan) -> sql
     Ok(())
 }
 
-async fn write_leads(conn: &mut PgConnection, plan: &BatchPlan) -> sqlx::Result<()> {
-    if plan.leads.is_empty() {
-        return Ok(());
+/// Lead rows: new leads with a plain insert, stored ones with an upsert. The caller loaded the
+/// stored rows in this transaction under the projection lock, so no row appears in between;
+/// the plain insert spares the new rows the conflict check.
+async fn write_leads(
+    conn: &mut PgConnection,
+    plan: &BatchPlan,
+    stored: &HashSet<i64>,
+) -> sqlx::Result<()> {
+    let (known, new): (Vec<_>, Vec<_>) = plan.leads.iter().partition(|(id, _)| stored.contains(id));
+    for (rows, sql) in [(new, INSERT_LEADS), (known, UPSERT_LEADS)] {
+        if !rows.is_empty() {
+            write_lead_rows(conn, sql, &rows).await?;
+        }
     }
-    let leads: Vec<(&i64, &LeadState)> = plan.leads.iter().collect();
+    Ok(())
+}
+
+macro_rules! insert_leads_sql {
+    () => {
+        "INSERT INTO projection_leads (lead_id, sequence, owner_user_id, collaborator_user_ids, \
+         status, registered_at, clock_stopped_at, t3_sent, t7_sent, deleted, changed_at) \
+         SELECT l.lead_id, l.sequence, l.owner, l.collaborators::text[], \
+                l.status, l.registered_at, l.clock_stopped_at, l.t3, l.t7, l.deleted, l.changed_at \
+         FROM UNNEST($1::int8[], $2::int8[], $3::text[], $4::text[], $5::text[], \
+                     $6::timestamptz[], $7::timestamptz[], $8::bool[], $9::bool[], $10::bool[], \
+                     $11::timestamptz[]) \
+              AS l(lead_id, sequence, owner, collaborators, status, registered_at, \
+                   clock_stopped_at, t3, t7, deleted, changed_at)"
+    };
+}
+const INSERT_LEADS: &str = insert_leads_sql!();
+const UPSERT_LEADS: &str = concat!(
+    insert_leads_sql!(),
+    " ON CONFLICT (lead_id) DO UPDATE SET sequence = EXCLUDED.sequence, \
+     owner_user_id = EXCLUDED.owner_user_id, \
+     collaborator_user_ids = EXCLUDED.collaborator_user_ids, status = EXCLUDED.status, \
+     registered_at = EXCLUDED.registered_at, clock_stopped_at = EXCLUDED.clock_stopped_at, \
+     t3_sent = EXCLUDED.t3_sent, t7_sent = EXCLUDED.t7_sent, deleted = EXCLUDED.deleted, \
+     changed_at = EXCLUDED.changed_at"
+);
+
+async fn write_lead_rows(
+    conn: &mut PgConnection,
+    sql: &'static str,
+    leads: &[(&i64, &LeadState)],
+) -> sqlx::Result<()> {
     // Collaborator lists travel as array literals cast per row: UNNEST would flatten a
     // two-dimensional array, and a cast is much cheaper than unpacking JSON in a subquery.
     let collaborators: Vec<String> = leads
         .iter()
         .map(|(_, s)| text_array_literal(&s.collaborator_user_ids))
         .collect();
-    sqlx::query(
-        "INSERT INTO projection_leads (lead_id, sequence, owner_user_id, collaborator_user_ids, \
-         status, registered_at, clock_stopped_at, t3_sent, t7_sent, deleted, changed_at) \
-         SELECT l.lead_id, l.sequence, l.owner, \
-                l.collaborators::text[], \
-                l.status, l.registered_at, l.clock_stopped_at, l.t3, l.t7, l.deleted, l.changed_at \
-         FROM UNNEST($1::int8[], $2::int8[], $3::text[], $4::text[], $5::text[], \
-                     $6::timestamptz[], $7::timestamptz[], $8::bool[], $9::bool[], $10::bool[], \
-                     $11::timestamptz[]) \
-              AS l(lead_id, sequence, owner, collaborators, status, registered_at, \
-                   clock_stopped_at, t3, t7, deleted, changed_at) \
-         ON CONFLICT (lead_id) DO UPDATE SET sequence = EXCLUDED.sequence, \
-           owner_user_id = EXCLUDED.owner_user_id, \
-           collaborator_user_ids = EXCLUDED.collaborator_user_ids, status = EXCLUDED.status, \
-           registered_at = EXCLUDED.registered_at, clock_stopped_at = EXCLUDED.clock_stopped_at, \
-           t3_sent = EXCLUDED.t3_sent, t7_sent = EXCLUDED.t7_sent, deleted = EXCLUDED.deleted, \
-           changed_at = EXCLUDED.changed_at",
-    )
-    .bind(leads.iter().map(|(id, _)| **id).collect::<Vec<_>>())
-    .bind(leads.iter().map(|(_, s)| s.sequence).collect::<Vec<_>>())
-    .bind(
-        leads
-            .iter()
-            .map(|(_, s)| s.owner_user_id.as_deref())
-            .collect::<Vec<_>>(),
-    )
-    .bind(collaborators)
-    .bind(
-        leads
-            .iter()
-            .map(|(_, s)| s.status.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        leads
-            .iter()
-            .map(|(_, s)| s.registered_at)
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        leads
-            .iter()
-            .map(|(_, s)| s.clock_stopped_at)
-            .collect::<Vec<_>>(),
-    )
-    .bind(leads.iter().map(|(_, s)| s.t3_sent).collect::<Vec<_>>())
-    .bind(leads.iter().map(|(_, s)| s.t7_sent).collect::<Vec<_>>())
-    .bind(leads.iter().map(|(_, s)| s.deleted).collect::<Vec<_>>())
-    .bind(leads.iter().map(|(_, s)| s.changed_at).collect::<Vec<_>>())
-    .execute(conn)
-    .await?;
+    sqlx::query(sql)
+        .bind(leads.iter().map(|(id, _)| **id).collect::<Vec<_>>())
+        .bind(leads.iter().map(|(_, s)| s.sequence).collect::<Vec<_>>())
+        .bind(
+            leads
+                .iter()
+                .map(|(_, s)| s.owner_user_id.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(collaborators)
+        .bind(
+            leads
+                .iter()
+                .map(|(_, s)| s.status.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            leads
+                .iter()
+                .map(|(_, s)| s.registered_at)
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            leads
+                .iter()
+                .map(|(_, s)| s.clock_stopped_at)
+                .collect::<Vec<_>>(),
+        )
+        .bind(leads.iter().map(|(_, s)| s.t3_sent).collect::<Vec<_>>())
+        .bind(leads.iter().map(|(_, s)| s.t7_sent).collect::<Vec<_>>())
+        .bind(leads.iter().map(|(_, s)| s.deleted).collect::<Vec<_>>())
+        .bind(leads.iter().map(|(_, s)| s.changed_at).collect::<Vec<_>>())
+        .execute(conn)
+        .await?;
     Ok(())
 }
 

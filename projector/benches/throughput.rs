@@ -55,7 +55,7 @@ async fn main() {
 
     // Alternate the two loops, each round on a fresh database and fresh consumers, so that
     // load from elsewhere on the machine hits both alike; report every round and the medians.
-    let (mut bare, mut projector, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut bare, mut projector, mut ratios) = (Vec::new(), Vec::new(), Vec::<f64>::new());
     println!("events: {events}, batch: {batch}, rounds: {rounds}");
     for round in 0..rounds {
         let db = TestDb::new().await;

@@ -73,11 +73,15 @@ async fn main() {
         );
         bare.push(b);
         projector.push(p);
+        ratios.push(p / b);
     }
-    let (b, p) = (median(&mut bare), median(&mut projector));
+    let (b, p, r) = (
+        median(&mut bare),
+        median(&mut projector),
+        median(&mut ratios),
+    );
     println!(
-        "median: bare loop {b:>8.0} events/s, projector {p:>8.0} events/s, ratio {:.2}",
-        p / b
+        "median: bare loop {b:>8.0} events/s, projector {p:>8.0} events/s, ratio of rounds {r:.2}"
     );
 }
 

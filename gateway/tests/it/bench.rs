@@ -276,4 +276,28 @@ async fn bench_widget_first_figures() {
         "(first navigation, with a cold browser: {:.1} ms)",
         samples[0]
     );
+    // What the browser itself needs here, for comparison: its first paint of the page.
+    let runs = &result["breakdown"].as_array().unwrap()[1..];
+    let of = |key: &str| -> Vec<f64> {
+        runs.iter()
+            .filter_map(|b| b.pointer(key).and_then(serde_json::Value::as_f64))
+            .collect()
+    };
+    summary("  HTML response end", of("/responseEnd"));
+    summary("  DOM interactive", of("/domInteractive"));
+    summary(
+        "  browser's first contentful paint",
+        of("/paint/first-contentful-paint"),
+    );
+    let fetch_ms: Vec<f64> = runs
+        .iter()
+        .filter_map(|b| {
+            let r = b["resources"]
+                .as_array()?
+                .iter()
+                .find(|r| r[0] == "/api/followup/metrics")?;
+            Some(r[2].as_f64()? - r[1].as_f64()?)
+        })
+        .collect();
+    summary("  figures fetch (request start → response end)", fetch_ms);
 }

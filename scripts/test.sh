@@ -30,3 +30,5 @@ cargo test --workspace
 log "docker-compose.yml against the binaries"
 cargo build --quiet --bins
 python3 scripts/check-compose.py
+log "promtool check metrics on every service"
+./scripts/check-metrics.sh

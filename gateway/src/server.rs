@@ -120,6 +120,7 @@ pub fn router(state: AppState, readiness: Readiness) -> Router {
         .route("/", get(page::index))
         .route("/assets/cockpit.js", get(page::script))
         .route("/assets/cockpit.css", get(page::style))
+        .route("/assets/early.js", get(page::early_script))
         .route("/api/followup/metrics", get(api::get_metrics))
         .route("/api/followup/runs", get(api::get_runs))
         .route("/api/dashboard/followup-stream", get(api::get_stream))

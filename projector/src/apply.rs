@@ -12,7 +12,8 @@ use sqlx::{PgConnection, PgPool};
 use crate::dead_letters::insert_dead_letter;
 use crate::fold::{Outcome, fold_events};
 use crate::parse::{InboundMessage, ParsedBatch, Slot, parse_batch};
-use crate::store::{insert_inbox_ids, load_lead_records, write_plan};
+use crate::store::{insert_inbox_ids, load_lead_records};
+use crate::write::write_plan;
 
 /// Advisory lock held by every transaction that writes the live projection, and by the swap at
 /// the end of `rebuild`: while a swap runs, `serve` waits.
@@ -97,9 +98,9 @@ pub async fn apply_parsed(
         .map(|(_, at, event)| (*at, event))
         .collect();
     let lead_ids: Vec<i64> = fresh.iter().filter_map(|(_, e)| lead_id(e)).collect();
-    let records = load_lead_records(conn, &lead_ids).await?;
+    let (records, stored) = load_lead_records(conn, &lead_ids).await?;
     let (fresh_outcomes, plan) = fold_events(&fresh, records, tz);
-    write_plan(conn, &plan).await?;
+    write_plan(conn, &plan, &stored).await?;
 
     // Merge the outcomes of the fresh events back into message order.
     let mut fresh_outcomes = fresh_outcomes.into_iter();

@@ -64,7 +64,7 @@ pub struct Config {
     #[arg(long, env = "FOLLOWUP_TZ", default_value = "Europe/Berlin", value_parser = parse_tz)]
     pub followup_tz: Tz,
     /// Messages per fetch and per transaction.
-    #[arg(long, env = "PROJECTOR_BATCH_SIZE", default_value_t = 2000,
+    #[arg(long, env = "PROJECTOR_BATCH_SIZE", default_value_t = 5000,
           value_parser = clap::value_parser!(u32).range(1..=20_000))]
     pub batch_size: u32,
     /// How long an idle fetch waits for the first message, in milliseconds.
@@ -89,7 +89,7 @@ impl Config {
             nats_url: nats_url.into(),
             http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             followup_tz: chrono_tz::Europe::Berlin,
-            batch_size: 2000,
+            batch_size: 5000,
             fetch_wait_ms: 1000,
             db_connections: 4,
             clock: Clock::system(),

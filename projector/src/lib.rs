@@ -33,6 +33,7 @@ pub mod scope;
 mod serve;
 mod store;
 pub mod verify;
+mod write;
 
 pub use apply::{ApplyError, BatchReport, apply_and_commit, apply_messages, apply_parsed};
 pub use clock::Clock;

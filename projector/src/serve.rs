@@ -35,16 +35,29 @@ pub async fn run_projector_until_stopped(
     let metrics = ProjectorMetrics::new().context("registering metrics")?;
     let readiness = Readiness::default();
     let ready = readiness.check("projector");
+    // The ops server stops with the projector, whether it ends on `shutdown` or on an error.
+    let ops_stop = shutdown.child_token();
     let ops = tokio::spawn(followup_infra::serve_ops(
         ops_listener,
         metrics.registry.clone(),
         readiness,
-        shutdown.clone(),
+        ops_stop.clone(),
     ));
+    let result = consume_until_stopped(config, metrics, ready, &shutdown).await;
+    ops_stop.cancel();
+    let _ = ops.await;
+    result
+}
 
-    let pool = connect_database(&config.database_url, config.db_connections, &shutdown).await?;
+async fn consume_until_stopped(
+    config: Config,
+    metrics: ProjectorMetrics,
+    ready: Arc<AtomicBool>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let pool = connect_database(&config.database_url, config.db_connections, shutdown).await?;
     migrate_database(&pool).await?;
-    let client = connect_nats(&config.nats_url, "followup-projector", &shutdown).await?;
+    let client = connect_nats(&config.nats_url, "followup-projector", shutdown).await?;
     let js = jetstream::new(client.clone());
     let stream = ensure_stream(&js).await?;
     let consumer: PullConsumer = stream
@@ -67,10 +80,8 @@ pub async fn run_projector_until_stopped(
         ready,
         last_gauges: std::sync::Mutex::new(Instant::now()),
     };
-    let result = projector.consume_until_stopped(consumer, &shutdown).await;
+    let result = projector.consume_until_stopped(consumer, shutdown).await;
     projector.ready.store(false, Ordering::Relaxed);
-    shutdown.cancel();
-    let _ = ops.await;
     result
 }
 

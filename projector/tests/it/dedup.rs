@@ -2,7 +2,7 @@ use chrono::Utc;
 use followup_contract::{FollowupKind, PROJECTOR_CONSUMER, STREAM_NAME};
 use followup_projector::Scope;
 
-use crate::helpers::{Harness, change, sample, sent};
+use crate::helpers::{Harness, change, http_get, sample, sent};
 
 #[tokio::test]
 async fn an_event_redelivered_or_republished_under_a_new_msg_id_counts_once() {
@@ -21,6 +21,13 @@ async fn an_event_redelivered_or_republished_under_a_new_msg_id_counts_once() {
 
     let projector = h.spawn_projector(h.config()).await;
     h.wait_until_caught_up().await;
+    for path in ["/healthz", "/readyz"] {
+        let response = http_get(projector.addr, path).await;
+        assert!(
+            response.starts_with("HTTP/1.1 200") || response.starts_with("HTTP/1.0 200"),
+            "{path}: {response}"
+        );
+    }
     let figures = h.figures(&Scope::User("u1".into()), now).await;
     assert_eq!(
         (figures.pending_t3, figures.pending_t7, figures.sent_today),

@@ -62,15 +62,16 @@ async function main() {
     page.on('pageerror', (e) => consoleErrors.push(String(e)));
 
     if (benchRuns > 0) {
-      // A desktop browser, and a fresh page per run (a second goto to the same URL would only
-      // change the fragment).
+      // A desktop browser; between runs the page goes to about:blank, so every run is a full
+      // document load (a second goto to the same URL would only change the fragment).
       await page.close();
       await context.close();
       const desktop = await browser.newContext({ viewport: { width: 1280, height: 800 }, locale: 'en-US' });
       const samples = [];
       const breakdown = [];
+      const p = await desktop.newPage();
       for (let i = 0; i < benchRuns; i++) {
-        const p = await desktop.newPage();
+        await p.goto('about:blank');
         await p.goto(`${url}/#token=${token}`, { waitUntil: 'commit' });
         await p.waitForSelector('body[data-ready="true"]', { timeout: 10000 });
         samples.push(await firstFiguresMs(p));
@@ -80,7 +81,6 @@ async function main() {
           const paint = Object.fromEntries(performance.getEntriesByType('paint').map((e) => [e.name, Math.round(e.startTime)]));
           return { responseEnd: Math.round(nav.responseEnd), domInteractive: Math.round(nav.domInteractive), domContentLoaded: Math.round(nav.domContentLoadedEventEnd), paint, resources: res };
         }));
-        await p.close();
       }
       console.log('BENCH ' + JSON.stringify({ samples, breakdown }));
       return;

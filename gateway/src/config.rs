@@ -60,6 +60,11 @@ pub struct GatewayConfig {
     #[arg(long, env = "SSE_COALESCE_MS", default_value_t = 20,
           value_parser = clap::value_parser!(u64).range(0..=5000))]
     pub sse_coalesce_ms: u64,
+    /// TCP_USER_TIMEOUT of accepted connections (ms): a peer that acknowledges nothing (or keeps
+    /// its receive window shut) for this long has its connection closed by the kernel.
+    #[arg(long, env = "TCP_USER_TIMEOUT_MS", default_value_t = 30_000,
+          value_parser = clap::value_parser!(u64).range(1000..=600_000))]
+    pub tcp_user_timeout_ms: u64,
     /// Frames buffered per stream client; a client that falls this far behind is dropped.
     #[arg(long, env = "SSE_CLIENT_BUFFER", default_value_t = 16,
           value_parser = clap::value_parser!(u64).range(1..=1024))]
@@ -212,6 +217,7 @@ impl GatewayConfig {
             sse_coalesce_ms: 20,
             sse_client_buffer: 16,
             unsubscribe_secret: None,
+            tcp_user_timeout_ms: 30_000,
         }
     }
 
@@ -221,6 +227,10 @@ impl GatewayConfig {
 
     pub fn sse_heartbeat(&self) -> Duration {
         Duration::from_millis(self.sse_heartbeat_ms)
+    }
+
+    pub fn tcp_user_timeout(&self) -> Duration {
+        Duration::from_millis(self.tcp_user_timeout_ms)
     }
 
     pub fn sse_coalesce(&self) -> Duration {

@@ -16,9 +16,11 @@ use sha2::{Digest, Sha256};
 const INDEX_HTML: &str = include_str!("../static/index.html");
 const COCKPIT_JS: &str = include_str!("../static/cockpit.js");
 const COCKPIT_CSS: &str = include_str!("../static/cockpit.css");
+const EARLY_JS: &str = include_str!("../static/early.js");
 
 const STYLE_LINK: &str = r#"<link rel="stylesheet" href="/assets/cockpit.css">"#;
 const SCRIPT_TAG: &str = r#"<script src="/assets/cockpit.js" defer></script>"#;
+const EARLY_TAG: &str = r#"<script src="/assets/early.js"></script>"#;
 
 /// The page with inlined assets and its CSP, built once.
 struct Page {
@@ -36,11 +38,15 @@ fn csp_hash(content: &str) -> String {
 
 static PAGE: LazyLock<Page> = LazyLock::new(|| {
     assert!(
-        INDEX_HTML.contains(STYLE_LINK) && INDEX_HTML.contains(SCRIPT_TAG),
-        "static/index.html links the stylesheet and the script"
+        INDEX_HTML.contains(STYLE_LINK)
+            && INDEX_HTML.contains(SCRIPT_TAG)
+            && INDEX_HTML.contains(EARLY_TAG),
+        "static/index.html links the stylesheet and the scripts"
     );
-    // The script runs at the end of the body, where the tiles it fills already exist.
+    // early.js starts the figures request from <head>; cockpit.js runs at the end of the body,
+    // where the tiles it fills already exist.
     let html = INDEX_HTML
+        .replace(EARLY_TAG, &format!("<script>{EARLY_JS}</script>"))
         .replace(STYLE_LINK, &format!("<style>{COCKPIT_CSS}</style>"))
         .replace(SCRIPT_TAG, "")
         .replace(
@@ -48,8 +54,9 @@ static PAGE: LazyLock<Page> = LazyLock::new(|| {
             &format!("<script>{COCKPIT_JS}</script>\n</body>"),
         );
     let csp = format!(
-        "default-src 'none'; script-src 'self' {}; style-src 'self' {}; connect-src 'self'; \
+        "default-src 'none'; script-src 'self' {} {}; style-src 'self' {}; connect-src 'self'; \
          img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        csp_hash(EARLY_JS),
         csp_hash(COCKPIT_JS),
         csp_hash(COCKPIT_CSS)
     );
@@ -104,6 +111,11 @@ pub async fn script() -> Response {
     asset("text/javascript; charset=utf-8", COCKPIT_JS)
 }
 
+/// `GET /assets/early.js`.
+pub async fn early_script() -> Response {
+    asset("text/javascript; charset=utf-8", EARLY_JS)
+}
+
 /// `GET /assets/cockpit.css`.
 pub async fn style() -> Response {
     asset("text/css; charset=utf-8", COCKPIT_CSS)
@@ -121,6 +133,8 @@ mod tests {
         assert!(!page.html.contains("/assets/"));
         let csp = page.csp.to_str().unwrap();
         assert!(csp.contains(&csp_hash(COCKPIT_JS)));
+        assert!(csp.contains(&csp_hash(EARLY_JS)));
+        assert!(page.html.find("window.followupEarly") < page.html.find("<body>"));
         assert!(!csp.contains("unsafe-inline"));
     }
 }

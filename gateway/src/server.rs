@@ -10,6 +10,7 @@ use axum::http::{HeaderValue, header};
 use axum::middleware;
 use axum::response::IntoResponse;
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use chrono::Utc;
 use chrono_tz::Tz;
 use followup_contract::COCKPIT_CHANGED_SUBJECT;
@@ -82,8 +83,24 @@ pub async fn run(
             .map(|s| s.as_bytes().into()),
     };
     let app = router(state, readiness);
+    let addr = listener.local_addr().context("listener address")?;
+    let user_timeout = config.tcp_user_timeout();
+    // No Nagle delay on small SSE frames; and a peer that stops acknowledging (or keeps its
+    // window shut: a stalled stream client) is disconnected by the kernel after the timeout,
+    // which frees what hyper and the socket still hold for it.
+    let listener = listener.tap_io(move |tcp: &mut tokio::net::TcpStream| {
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %err, "TCP_NODELAY");
+        }
+        #[cfg(target_os = "linux")]
+        if let Err(err) = socket2::SockRef::from(&*tcp).set_tcp_user_timeout(Some(user_timeout)) {
+            tracing::debug!(error = %err, "TCP_USER_TIMEOUT");
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = user_timeout;
+    });
     tracing::info!(
-        addr = %listener.local_addr().context("listener address")?,
+        addr = %addr,
         tz = config.followup_tz.name(),
         "gateway serving"
     );
@@ -108,6 +125,7 @@ pub fn router(state: AppState, readiness: Readiness) -> Router {
         .route("/", get(page::index))
         .route("/assets/cockpit.js", get(page::script))
         .route("/assets/cockpit.css", get(page::style))
+        .route("/assets/early.js", get(page::early_script))
         .route("/api/followup/metrics", get(api::get_metrics))
         .route("/api/followup/runs", get(api::get_runs))
         .route(

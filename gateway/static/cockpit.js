@@ -121,11 +121,13 @@
 
   async function start() {
     if (token) {
-      // First figures straight away, while the cookie is being set.
-      fetch(METRICS + query, { headers: { Authorization: 'Bearer ' + token }, cache: 'no-store' })
-        .then((r) => (r.ok ? r.json() : null))
-        .then((figures) => figures && render(figures))
-        .catch(() => {});
+      // First figures straight away (early.js started the request in <head>), while the
+      // cookie is being set.
+      const early = window.followupEarly ||
+        fetch(METRICS + query, { headers: { Authorization: 'Bearer ' + token }, cache: 'no-store' })
+          .then((r) => (r.ok ? r.json() : null))
+          .catch(() => null);
+      early.then((figures) => figures && render(figures));
       let answer = null;
       try {
         answer = await fetch('/api/session', {

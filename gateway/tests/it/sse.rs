@@ -273,3 +273,169 @@ async fn pushes_resume_after_a_nats_restart() {
         "driven by a notice received over the resubscribed connection"
     );
 }
+
+/// A client that stops reading (a raw socket with a tiny receive buffer) is cut off once its
+/// buffer is full (no more frames are queued for it), while a reading client on the same scope
+/// keeps getting frames. To make
+/// thousands of distinct frames quickly, the test bumps the org figure in the projection and
+/// publishes the projector's notice itself (real NATS, real server; only the projector is
+/// bypassed).
+#[tokio::test]
+async fn a_client_that_stops_reading_is_dropped_and_others_keep_receiving() {
+    use tokio::io::AsyncWriteExt;
+
+    let stack = Stack::start_with(|c| {
+        c.sse_coalesce_ms = 0;
+        c.sse_client_buffer = 4;
+        // Keep the kernel from closing the stalled connection first (see the next test).
+        c.tcp_user_timeout_ms = 600_000;
+    })
+    .await;
+    let admin = token("boss", &["admin"]);
+    insert_lead(&stack.db.pool, "u1", &[], Utc::now()).await;
+    stack
+        .wait_for_figures("/api/followup/metrics", &admin, |f| f["pendingT3"] == 1)
+        .await;
+
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(1024).unwrap();
+    let mut stalled = socket.connect(stack.addr).await.unwrap();
+    stalled
+        .write_all(
+            format!(
+                "GET /api/dashboard/followup-stream HTTP/1.1\r\nHost: {}\r\n\
+                 Authorization: Bearer {admin}\r\nAccept: text/event-stream\r\n\r\n",
+                stack.addr
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut healthy = SseClient::connect(&stack, "", Auth::Bearer(&admin), None).await;
+    healthy.next_event(Duration::from_secs(5)).await.unwrap();
+    followup_testkit::eventually(Duration::from_secs(5), || async {
+        (metric(&stack, "followup_sse_clients").await == 2.0).then_some(())
+    })
+    .await
+    .expect("both clients connected");
+    let (seen_tx, mut seen_rx) = tokio::sync::watch::channel(0i64);
+    let reader = tokio::spawn(async move {
+        while let Some(frame) = healthy.next_event(Duration::from_secs(30)).await {
+            let _ = seen_tx.send(frame.json()["pendingT3"].as_i64().unwrap());
+        }
+    });
+
+    let nats = async_nats::connect(stack.nats.url()).await.unwrap();
+    let mut value = 1;
+    let mut dropped = false;
+    while value < 20_000 {
+        value += 1;
+        sqlx::query("UPDATE projection_scope_figures SET pending_t3 = $1 WHERE scope = 'org'")
+            .bind(value)
+            .execute(&stack.db.pool)
+            .await
+            .unwrap();
+        let notice = serde_json::json!({"users": [], "org": true, "committedAt": Utc::now()});
+        nats.publish(
+            followup_contract::COCKPIT_CHANGED_SUBJECT,
+            notice.to_string().into(),
+        )
+        .await
+        .unwrap();
+        // Keep pace with the reading client, so only the stalled one falls behind.
+        let _ = tokio::time::timeout(
+            Duration::from_secs(2),
+            seen_rx.wait_for(|seen| *seen >= value),
+        )
+        .await;
+        if value % 50 == 0 && metric(&stack, "followup_sse_clients_dropped_total").await >= 1.0 {
+            dropped = true;
+            break;
+        }
+    }
+    assert!(
+        dropped,
+        "the stalled client was never dropped ({value} frames)"
+    );
+    eprintln!("stalled client dropped after about {value} frames");
+    assert_eq!(
+        metric(&stack, "followup_sse_clients_dropped_total").await,
+        1.0
+    );
+
+    // The reading client is unaffected.
+    value += 1;
+    sqlx::query("UPDATE projection_scope_figures SET pending_t3 = $1 WHERE scope = 'org'")
+        .bind(value)
+        .execute(&stack.db.pool)
+        .await
+        .unwrap();
+    nats.publish(
+        followup_contract::COCKPIT_CHANGED_SUBJECT,
+        serde_json::json!({"users": [], "org": true, "committedAt": Utc::now()})
+            .to_string()
+            .into(),
+    )
+    .await
+    .unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        seen_rx.wait_for(|seen| *seen >= value),
+    )
+    .await
+    .expect("the reading client still gets frames")
+    .unwrap();
+    reader.abort();
+}
+
+/// A stream client whose receive window stays shut is disconnected by the kernel after
+/// `TCP_USER_TIMEOUT_MS`, which ends its stream and frees what is buffered for it.
+#[tokio::test]
+async fn a_stalled_connection_is_closed_after_the_tcp_user_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let stack = Stack::start_with(|c| {
+        c.sse_period_ms = 100;
+        c.sse_heartbeat_ms = 100;
+        c.tcp_user_timeout_ms = 2000;
+    })
+    .await;
+    let admin = token("boss", &["admin"]);
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(1024).unwrap();
+    let mut stalled = socket.connect(stack.addr).await.unwrap();
+    stalled
+        .write_all(
+            format!(
+                "GET /api/dashboard/followup-stream HTTP/1.1\r\nHost: {}\r\n\
+                 Authorization: Bearer {admin}\r\n\r\n",
+                stack.addr
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    followup_testkit::eventually(Duration::from_secs(5), || async {
+        (metric(&stack, "followup_sse_clients").await == 1.0).then_some(())
+    })
+    .await
+    .expect("the client is connected");
+    let started = Instant::now();
+    followup_testkit::eventually(Duration::from_secs(30), || async {
+        (metric(&stack, "followup_sse_clients").await == 0.0).then_some(())
+    })
+    .await
+    .expect("the stalled stream ended");
+    eprintln!("stalled connection closed after {:?}", started.elapsed());
+    let mut sink = vec![0u8; 64 * 1024];
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match stalled.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => continue,
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the socket is closed");
+}

@@ -238,7 +238,7 @@ async fn main() {
     let (b_min, b_max) = spread(&raw);
     let (r, b) = (median(&mut relay), median(&mut raw));
     println!(
-        "relay (outbox → JetStream, acked, marked): median {r:>9.0} events/s  (min {r_min:.0}, max {r_max:.0})"
+        "relay (outbox → JetStream, acked, removed): median {r:>9.0} events/s  (min {r_min:.0}, max {r_max:.0})"
     );
     println!(
         "raw pipelined async-nats publish:          median {b:>9.0} events/s  (min {b_min:.0}, max {b_max:.0})"

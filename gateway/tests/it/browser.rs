@@ -130,8 +130,8 @@ impl Driver {
     }
 }
 
-/// One producer run now, as the cron would do it (log mailer).
-pub async fn producer_run(pool: &sqlx::PgPool) {
+/// One producer run now, as the cron would do it (log mailer); its counts.
+pub async fn producer_run(pool: &sqlx::PgPool) -> RunReport {
     let request = RunRequest {
         trigger: RunTrigger::Manual,
         now: Utc::now(),
@@ -147,7 +147,10 @@ pub async fn producer_run(pool: &sqlx::PgPool) {
     )
     .await
     .expect("producer run");
-    assert!(matches!(outcome, RunOutcome::Completed(_)));
+    match outcome {
+        RunOutcome::Completed(report) => report,
+        other => panic!("a manual run completes: {other:?}"),
+    }
 }
 
 #[tokio::test]

@@ -2,11 +2,8 @@
 
 use chrono::{Duration, Utc};
 use followup_contract::unsubscribe_url;
-use followup_producer::{
-    Delivery, ProducerMetrics, RunOutcome, RunRequest, RunTrigger, execute_run,
-};
-use tokio_util::sync::CancellationToken;
 
+use crate::browser::producer_run;
 use crate::support::{Stack, insert_lead};
 
 const UNSUBSCRIBE_SECRET: &str = "gateway-test-unsubscribe-secret";
@@ -85,25 +82,7 @@ async fn a_signed_link_withdraws_consent_and_a_tampered_one_is_refused() {
     assert_eq!(consent(&stack, lead).await, Some(false));
 
     // The next run skips the lead.
-    let delivery = Delivery::log_to_stdout(UNSUBSCRIBE_SECRET.as_bytes()).unwrap();
-    let request = RunRequest {
-        trigger: RunTrigger::Manual,
-        now: Utc::now(),
-        tz: chrono_tz::Europe::Berlin,
-        batch_size: 100,
-    };
-    let outcome = execute_run(
-        &stack.db.pool,
-        &delivery,
-        &ProducerMetrics::new(),
-        &request,
-        &CancellationToken::new(),
-    )
-    .await
-    .unwrap();
-    let RunOutcome::Completed(report) = outcome else {
-        panic!("manual run")
-    };
+    let report = producer_run(&stack.db.pool).await;
     assert_eq!((report.t3_count, report.skipped_count), (0, 1));
 }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use followup_producer::{
-    Delivery, ProducerMetrics, RunOutcome, RunRequest, RunTrigger, execute_run,
+    Delivery, ProducerMetrics, RunOutcome, RunReport, RunRequest, RunTrigger, execute_run,
 };
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};

@@ -31,4 +31,4 @@ log "docker-compose.yml against the binaries"
 cargo build --quiet --bins
 python3 scripts/check-compose.py
 log "promtool check metrics on every service"
-./scripts/check-metrics.sh
+timeout 300 ./scripts/check-metrics.sh

@@ -85,6 +85,9 @@ async fn consume_until_stopped(
     result
 }
 
+/// How long shutdown waits for acks, naks and the final flush.
+const SHUTDOWN_DRAIN: Duration = Duration::from_secs(5);
+
 struct Projector {
     config: Config,
     pool: PgPool,
@@ -141,14 +144,23 @@ impl Projector {
                 }
             }
         };
-        if let Some(acks) = pending_acks {
-            let _ = acks.await;
+        // Bounded: with NATS gone these would wait for a reconnect that may never come, and a
+        // shutdown must finish. Whatever is not acked or nak'ed is redelivered after ack_wait.
+        let drain = async {
+            if let Some(acks) = pending_acks {
+                let _ = acks.await;
+            }
+            fetcher.cancel();
+            while let Some((batch, _)) = batches.recv().await {
+                nak_all(&batch).await;
+            }
+            let _ = self.client.flush().await;
+        };
+        if tokio::time::timeout(SHUTDOWN_DRAIN, drain).await.is_err() {
+            tracing::warn!(
+                "NATS did not answer during shutdown; unacked messages will be redelivered"
+            );
         }
-        fetcher.cancel();
-        while let Some((batch, _)) = batches.recv().await {
-            nak_all(&batch).await;
-        }
-        let _ = self.client.flush().await;
         result
     }
 

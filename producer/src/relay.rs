@@ -150,9 +150,10 @@ pub async fn publish_rows(
     Ok(acks)
 }
 
-const SELECT_BATCH: &str =
+/// Up to `$2` outbox rows with ids above `$1`, in outbox order (`$1` = 0: from the start).
+pub(crate) const SELECT_AFTER: &str =
     "SELECT id, event_id, event_type, subject, idempotency_key, data::text AS data, occurred_at
-    FROM followup_outbox ORDER BY id LIMIT $1";
+    FROM followup_outbox WHERE id > $1 ORDER BY id LIMIT $2";
 
 /// Removes acknowledged rows.
 pub(crate) const DELETE_PUBLISHED: &str = "DELETE FROM followup_outbox WHERE id = ANY($1)";
@@ -173,7 +174,8 @@ pub async fn relay_pending(
     if !locked {
         return Ok(RelayOutcome::LockedElsewhere);
     }
-    let rows: Vec<OutboxRow> = sqlx::query_as(SELECT_BATCH)
+    let rows: Vec<OutboxRow> = sqlx::query_as(SELECT_AFTER)
+        .bind(0_i64)
         .bind(config.batch_size)
         .fetch_all(&mut *tx)
         .await?;

@@ -19,13 +19,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics::ProducerMetrics;
 use crate::relay::{
-    DELETE_PUBLISHED, OutboxRow, RELAY_LOCK_KEY, RelayConfig, RelayError, count_backlog,
-    count_duplicates, publish_rows, record_publish_error,
+    DELETE_PUBLISHED, OutboxRow, RELAY_LOCK_KEY, RelayConfig, RelayError, SELECT_AFTER,
+    count_backlog, count_duplicates, publish_rows, record_publish_error,
 };
-
-const SELECT_AFTER: &str =
-    "SELECT id, event_id, event_type, subject, idempotency_key, data::text AS data, occurred_at
-    FROM followup_outbox WHERE id > $1 ORDER BY id LIMIT $2";
 
 enum MarkJob {
     /// Delete these acknowledged rows.

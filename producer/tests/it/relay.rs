@@ -15,6 +15,35 @@ use tokio_util::sync::CancellationToken;
 
 use crate::support::{LeadSpec, insert_lead, jetstream_for, outbox_state, run_at, stream_events};
 
+/// Runs the relay loop as `serve` does; returns its metrics, its shutdown token and its task.
+fn start_relay(
+    db: &TestDb,
+    js: &async_nats::jetstream::Context,
+    batch_size: i64,
+    window: usize,
+    idle_poll: Duration,
+) -> (
+    ProducerMetrics,
+    CancellationToken,
+    tokio::task::JoinHandle<()>,
+) {
+    let metrics = ProducerMetrics::new();
+    let shutdown = CancellationToken::new();
+    let config = RelayConfig {
+        batch_size,
+        window,
+        idle_poll,
+    };
+    let task = tokio::spawn(run_relay_until_stopped(
+        db.pool.clone(),
+        js.clone(),
+        config,
+        metrics.clone(),
+        shutdown.clone(),
+    ));
+    (metrics, shutdown, task)
+}
+
 async fn stream_len(js: &async_nats::jetstream::Context) -> u64 {
     js.get_stream(STREAM_NAME)
         .await
@@ -116,19 +145,7 @@ async fn nats_down_during_a_run_loses_nothing_and_duplicates_nothing() {
     let mut nats = NatsServer::start();
     let js = jetstream_for(&nats.url()).await;
     ensure_stream(&js).await.unwrap();
-    let metrics = ProducerMetrics::new();
-    let shutdown = CancellationToken::new();
-    let relay = tokio::spawn(run_relay_until_stopped(
-        db.pool.clone(),
-        js.clone(),
-        RelayConfig {
-            batch_size: 50,
-            window: 8,
-            idle_poll: Duration::from_millis(100),
-        },
-        metrics.clone(),
-        shutdown.clone(),
-    ));
+    let (metrics, shutdown, relay) = start_relay(&db, &js, 50, 8, Duration::from_millis(100));
 
     nats.stop();
     for _ in 0..120 {
@@ -184,19 +201,7 @@ async fn a_row_that_commits_below_the_relay_cursor_is_still_published() {
     let nats = NatsServer::start();
     let js = jetstream_for(&nats.url()).await;
     ensure_stream(&js).await.unwrap();
-    let metrics = ProducerMetrics::new();
-    let shutdown = CancellationToken::new();
-    let relay = tokio::spawn(run_relay_until_stopped(
-        db.pool.clone(),
-        js.clone(),
-        RelayConfig {
-            batch_size: 10,
-            window: 4,
-            idle_poll: Duration::from_millis(50),
-        },
-        metrics.clone(),
-        shutdown.clone(),
-    ));
+    let (_, shutdown, relay) = start_relay(&db, &js, 10, 4, Duration::from_millis(50));
 
     // A slow CRM transaction takes an outbox id first and commits last.
     let mut slow = db.pool.begin().await.unwrap();
@@ -242,19 +247,8 @@ async fn the_relay_wakes_on_notify_not_on_its_poll() {
     let nats = NatsServer::start();
     let js = jetstream_for(&nats.url()).await;
     ensure_stream(&js).await.unwrap();
-    let shutdown = CancellationToken::new();
     // A poll interval far beyond the test's patience: only NOTIFY can wake the relay in time.
-    let relay = tokio::spawn(run_relay_until_stopped(
-        db.pool.clone(),
-        js.clone(),
-        RelayConfig {
-            batch_size: 100,
-            window: 8,
-            idle_poll: Duration::from_secs(3600),
-        },
-        ProducerMetrics::new(),
-        shutdown.clone(),
-    ));
+    let (_, shutdown, relay) = start_relay(&db, &js, 100, 8, Duration::from_secs(3600));
     // Let the relay go idle (it published nothing and waits).
     tokio::time::sleep(Duration::from_millis(300)).await;
     insert_lead(&db.pool, &LeadSpec::registered(Utc::now())).await;

@@ -10,6 +10,34 @@ use tokio_util::sync::CancellationToken;
 
 use crate::support::{LeadSpec, insert_lead, jetstream_for, stream_events};
 
+/// `followup-producer serve` in-process with `cron`, its ops endpoints on a free port.
+async fn start_serve(
+    db: &TestDb,
+    nats: &NatsServer,
+    cron: &str,
+) -> (
+    std::net::SocketAddr,
+    CancellationToken,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+) {
+    let cli = Cli::try_parse_from([
+        "followup-producer",
+        "--database-url",
+        &db.url,
+        "--nats-url",
+        &nats.url(),
+        "--followup-cron",
+        cron,
+        "serve",
+    ])
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(serve(cli.config, listener, shutdown.clone()));
+    (addr, shutdown, server)
+}
+
 #[tokio::test]
 async fn serve_runs_on_schedule_relays_and_reports_metrics() {
     let db = TestDb::new().await;
@@ -21,21 +49,7 @@ async fn serve_runs_on_schedule_relays_and_reports_metrics() {
         )
         .await;
     }
-    let cli = Cli::try_parse_from([
-        "followup-producer",
-        "--database-url",
-        &db.url,
-        "--nats-url",
-        &nats.url(),
-        "--followup-cron",
-        "*/2 * * * * *",
-        "serve",
-    ])
-    .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let shutdown = CancellationToken::new();
-    let server = tokio::spawn(serve(cli.config, listener, shutdown.clone()));
+    let (addr, shutdown, server) = start_serve(&db, &nats, "*/2 * * * * *").await;
 
     let js = jetstream_for(&nats.url()).await;
     let sent = eventually(Duration::from_secs(30), || async {
@@ -103,21 +117,7 @@ async fn serve_started_while_nats_is_down_runs_and_catches_up() {
         )
         .await;
     }
-    let cli = Cli::try_parse_from([
-        "followup-producer",
-        "--database-url",
-        &db.url,
-        "--nats-url",
-        &nats.url(),
-        "--followup-cron",
-        "* * * * * *",
-        "serve",
-    ])
-    .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let shutdown = CancellationToken::new();
-    let server = tokio::spawn(serve(cli.config, listener, shutdown.clone()));
+    let (addr, shutdown, server) = start_serve(&db, &nats, "* * * * * *").await;
 
     let delivered = eventually(Duration::from_secs(20), || async {
         let n: i64 =

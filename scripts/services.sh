@@ -87,9 +87,12 @@ ensure_browser() {
   fi
 }
 
-# promtool (Debian's prometheus package) checks and unit-tests the alert rules.
+# promtool (Debian's prometheus package) checks and unit-tests the alert rules; the server of the
+# same package runs the dashboard's queries in check-metrics.sh.
 ensure_promtool() {
-  command -v promtool >/dev/null || apt_install prometheus
+  if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
+    apt_install prometheus
+  fi
 }
 
 # The producer's SMTP tests start a real SMTP server: Python 3 with aiosmtpd. pip first (works for

@@ -30,5 +30,5 @@ cargo test --workspace
 log "docker-compose.yml against the binaries"
 cargo build --quiet --bins
 python3 scripts/check-compose.py
-log "promtool check metrics on every service"
+log "Grafana dashboard queries against a real Prometheus; promtool check metrics on every service"
 timeout 300 ./scripts/check-metrics.sh

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Executes every query of the Grafana dashboard against a real Prometheus (its HTTP API) that
 scrapes the running services: each must be valid and return data. Grafana's variables are
-replaced by fixed values first; a variable this script does not know fails the check.
+replaced by fixed values first; a variable this script does not know fails the check. The
+layout is checked too (unique ids, panels inside the grid and not overlapping, datasource by uid).
 
 usage: check-dashboard.py PROMETHEUS_URL DASHBOARD.json [DEADLINE_SECONDS]
 
@@ -72,13 +73,37 @@ def panels(dashboard):
         yield from panel.get("panels", [])  # collapsed rows hold their panels
 
 
+def layout_errors(dashboard):
+    """What Grafana would silently fix up or refuse: duplicate ids, panels outside the 24-column
+    grid or on top of each other, a datasource named by anything but its uid."""
+    errors, seen, cells = [], set(), {}
+    for panel in panels(dashboard):
+        title = panel.get("title")
+        if panel.get("id") in seen:
+            errors.append(f"panel '{title}': duplicate id {panel.get('id')}")
+        seen.add(panel.get("id"))
+        pos = panel.get("gridPos", {})
+        x, y, w, h = (pos.get(k, -1) for k in "xywh")
+        if min(x, y) < 0 or w < 1 or h < 1 or x + w > 24:
+            errors.append(f"panel '{title}': gridPos {pos} outside the grid")
+        for cell in ((cx, cy) for cx in range(x, x + w) for cy in range(y, y + h)):
+            if cell in cells:
+                errors.append(f"panel '{title}' overlaps '{cells[cell]}'")
+                break
+            cells[cell] = title
+        for target in panel.get("targets", []):
+            if not isinstance(target.get("datasource"), dict) or not target["datasource"].get("uid"):
+                errors.append(f"panel '{title}' {target.get('refId')}: datasource without uid")
+    return errors
+
+
 def main():
     base, path = sys.argv[1].rstrip("/"), sys.argv[2]
     deadline = time.monotonic() + float(sys.argv[3] if len(sys.argv) > 3 else 90)
     with open(path) as f:
         dashboard = json.load(f)
     checks = []  # (panel title, refId, expression)
-    failures = []
+    failures = layout_errors(dashboard)
     for panel in panels(dashboard):
         if panel.get("type") == "row":
             continue

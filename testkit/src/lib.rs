@@ -1,6 +1,10 @@
 //! Test support for the services' integration tests: a freshly migrated Postgres database per
 //! test, and a private `nats-server` with JetStream on a free port and a temporary store that a
-//! test can stop and restart to inject faults. Real servers, no mocks.
+//! test can stop and restart to inject faults. Real servers, no mocks. When a test ends, its
+//! nats-server's stream is validated against the event catalog `nats/asyncapi.json`
+//! ([`catalog`]), so every event published in the tests is checked against the contract.
+
+pub mod catalog;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -63,6 +67,7 @@ pub struct NatsServer {
     pub port: u16,
     store: tempfile::TempDir,
     child: Option<Child>,
+    check_catalog: std::sync::atomic::AtomicBool,
 }
 
 impl NatsServer {
@@ -74,6 +79,7 @@ impl NatsServer {
             port,
             store,
             child: None,
+            check_catalog: std::sync::atomic::AtomicBool::new(true),
         };
         server.restart();
         server
@@ -129,9 +135,59 @@ impl NatsServer {
     }
 }
 
+impl NatsServer {
+    /// Turns off the end-of-test catalog check, for a test that publishes messages outside the
+    /// contract on purpose (poison messages, hand-made duplicates). `why` documents the reason.
+    pub fn skip_catalog_check(&self, why: &str) {
+        let _ = why;
+        self.check_catalog
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Validates every message of the stream against `nats/asyncapi.json` now; panics naming each
+    /// violating message. Also runs when the server is dropped (unless skipped or already
+    /// panicking), so a test does not need to call it.
+    pub fn assert_stream_matches_catalog(&self) -> std::collections::BTreeMap<String, usize> {
+        self.check_stream_against_catalog().unwrap_or_else(|violations| {
+            panic!("events on the stream do not match the catalog nats/asyncapi.json:\n{violations}")
+        })
+    }
+
+    fn check_stream_against_catalog(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, usize>, String> {
+        let url = self.url();
+        // A separate thread with its own runtime: callers are inside a tokio test runtime.
+        std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime for the catalog check")
+                .block_on(catalog::validate_stream(&url))
+        })
+        .join()
+        .expect("catalog check thread")
+    }
+}
+
 impl Drop for NatsServer {
     fn drop(&mut self) {
+        let check = self
+            .check_catalog
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let outcome = (check && self.child.is_some() && !std::thread::panicking())
+            .then(|| self.check_stream_against_catalog());
+        // Stop the server before failing the test, so no nats-server outlives it.
         self.stop();
+        match outcome {
+            Some(Ok(checked)) => {
+                eprintln!("catalog: the stream's events match nats/asyncapi.json: {checked:?}")
+            }
+            Some(Err(violations)) => panic!(
+                "events on the stream do not match the catalog nats/asyncapi.json:\n{violations}"
+            ),
+            None => {}
+        }
     }
 }
 
@@ -184,3 +240,6 @@ pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> std::io::Result
         .unwrap_or_default();
     Ok((status, body))
 }
+
+#[cfg(test)]
+mod catalog_tests;

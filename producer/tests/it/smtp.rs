@@ -6,14 +6,16 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use followup_contract::{FollowupFailed, UnsubscribeParams};
+use followup_infra::ensure_stream;
+use followup_producer::relay::{RelayConfig, relay_pending};
 use followup_producer::{Delivery, ProducerMetrics, RetryPolicy};
-use followup_testkit::{TestDb, eventually};
+use followup_testkit::{NatsServer, TestDb, eventually};
 use serde_json::{Value, json};
 
 use crate::smtp_server::SmtpServer;
 use crate::support::{
     MailLead, UNSUBSCRIBE_BASE_URL, UNSUBSCRIBE_SECRET, delivery_of, delivery_with,
-    insert_mail_lead, run_with, smtp_mailer,
+    insert_mail_lead, jetstream_for, run_with, smtp_mailer,
 };
 
 fn utc(y: i32, m: u32, d: u32) -> DateTime<Utc> {
@@ -328,6 +330,21 @@ async fn temporary_failures_are_retried_and_permanent_ones_fail_once() {
     .await;
     assert_eq!((again.t3_count, again.error_count), (0, 0));
     assert_eq!(smtp.events_for("rejected", "reject-b@example.test"), 1);
+
+    // Relayed, the failed events are on the stream (and, as every event a test publishes, they
+    // are checked against the catalog nats/asyncapi.json when the server stops).
+    let nats = NatsServer::start();
+    let js = jetstream_for(&nats.url()).await;
+    ensure_stream(&js).await.unwrap();
+    relay_pending(&db.pool, &js, &RelayConfig::default(), &metrics)
+        .await
+        .unwrap();
+    let checked = nats.assert_stream_matches_catalog();
+    assert_eq!(
+        checked.get("lead.followup.failed.v1"),
+        Some(&2),
+        "{checked:?}"
+    );
 }
 
 #[tokio::test]

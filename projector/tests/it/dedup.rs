@@ -7,6 +7,8 @@ use crate::helpers::{Harness, change, http_get, sample, sent};
 #[tokio::test]
 async fn an_event_redelivered_or_republished_under_a_new_msg_id_counts_once() {
     let h = Harness::start().await;
+    h.nats
+        .skip_catalog_check("republishes events under foreign Nats-Msg-Ids on purpose");
     let now = Utc::now();
     let created = change(1, 1, "ACTIVE", "u1").at(now).event();
     let delivered = sent(1, FollowupKind::T3, now);

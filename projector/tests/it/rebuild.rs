@@ -26,6 +26,8 @@ async fn snapshot(h: &Harness) -> Vec<String> {
 #[tokio::test]
 async fn rebuild_produces_exactly_the_incrementally_built_projection() {
     let h = Harness::start().await;
+    h.nats
+        .skip_catalog_check("mixes poison and republished duplicates into the history on purpose");
     let start = berlin(2026, 11, 27, 8, 0);
     let owners = ["u1", "u2", "u3", "u4"];
     // Three days of activity: creations, out-of-order changes, moves, deliveries, conversions,

@@ -4,11 +4,11 @@
 # signature). Fails on any 5xx, on a response that does not match the document, and on a
 # "panicked" line in the gateway's log. Starts producer, projector and gateway against a scratch
 # database (with leads, so the figures are not all zero) and a private nats-server.
-# Bounded: API_EXAMPLES (default 25) examples per operation and run.
+# Bounded: API_EXAMPLES (default 50) examples per operation and run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${TEST_DATABASE_URL:?set by scripts/services.sh}"
-examples=${API_EXAMPLES:-25}
+examples=${API_EXAMPLES:-50}
 out=target/check-api
 mkdir -p "$out"
 db=followup_api_check

@@ -106,6 +106,19 @@ ensure_aiosmtpd() {
     || die "aiosmtpd is missing: run python3 -m pip install aiosmtpd and run this command again."
 }
 
+# schemathesis (PyPI) fuzzes the gateway's API from its OpenAPI document (scripts/check-api.sh).
+ensure_schemathesis() {
+  command -v python3 >/dev/null || apt_install python3 python3-pip
+  command -v st >/dev/null && return
+  log "installing schemathesis for the API check"
+  python3 -m pip install --quiet schemathesis >/dev/null 2>&1 \
+    || python3 -m pip install --quiet --user schemathesis >/dev/null 2>&1 \
+    || python3 -m pip install --quiet --break-system-packages schemathesis >/dev/null 2>&1 || true
+  export PATH="$PATH:$HOME/.local/bin"
+  command -v st >/dev/null \
+    || die "schemathesis is missing: run python3 -m pip install schemathesis and run this command again."
+}
+
 # PyYAML reads docker-compose.yml for scripts/check-compose.py.
 ensure_pyyaml() {
   python3 -c 'import yaml' 2>/dev/null && return

@@ -13,6 +13,7 @@ ensure_browser
 ensure_promtool
 ensure_aiosmtpd
 ensure_pyyaml
+ensure_schemathesis
 
 # Leftover databases of earlier, interrupted runs.
 psql "$TEST_DATABASE_URL" -Atc "select datname from pg_database where datname like 'followup_test_%'" \
@@ -32,3 +33,5 @@ cargo build --quiet --bins
 python3 scripts/check-compose.py
 log "Grafana dashboard queries against a real Prometheus; promtool check metrics on every service"
 timeout 300 ./scripts/check-metrics.sh
+log "schemathesis against the gateway (hostile input, bounded)"
+timeout 300 ./scripts/check-api.sh

@@ -117,10 +117,15 @@ pub enum ContractError {
         #[source]
         source: serde_json::Error,
     },
+    #[error("event too large: {bytes} bytes, at most {max}", max = crate::limits::MAX_EVENT_BYTES)]
+    TooLarge { bytes: usize },
+    #[error("field {field} too long: {chars} characters, at most {max}", max = crate::limits::MAX_FIELD_CHARS)]
+    FieldTooLong { field: &'static str, chars: usize },
 }
 
 /// Parses and validates a structured-mode message body into its envelope and typed payload.
 pub fn parse_event(body: &[u8]) -> Result<(CloudEvent<()>, LeadEvent), ContractError> {
+    crate::limits::check_size(body)?;
     // Check specversion before the full envelope so an old or foreign event gets a precise reason.
     let raw: serde_json::Value =
         serde_json::from_slice(body).map_err(ContractError::NotCloudEvent)?;
@@ -165,6 +170,7 @@ pub fn parse_event(body: &[u8]) -> Result<(CloudEvent<()>, LeadEvent), ContractE
         idempotencykey: event.idempotencykey,
         data: (),
     };
+    crate::limits::check_fields(&payload)?;
     Ok((envelope, payload))
 }
 

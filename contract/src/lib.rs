@@ -7,6 +7,7 @@
 mod envelope;
 mod events;
 mod keys;
+mod limits;
 mod nats;
 mod unsubscribe;
 
@@ -15,6 +16,7 @@ pub use events::{
     FollowupFailed, FollowupKind, FollowupProcessed, FollowupSent, LeadChanged, LeadEvent,
 };
 pub use keys::{change_key, failed_key, run_key, sent_key};
+pub use limits::{MAX_EVENT_BYTES, MAX_FIELD_CHARS};
 pub use nats::{
     COCKPIT_CHANGED_SUBJECT, CONSUMER_DEFINITIONS, CONTENT_TYPE, PROJECTOR_CONSUMER,
     STREAM_DEFINITION, STREAM_NAME, STREAM_SUBJECTS,

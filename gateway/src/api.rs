@@ -65,6 +65,13 @@ where
 pub struct OwnerQuery {
     /// A user id (`leads.owner_user_id`, 1 to 50 characters). Without it: the organisation for
     /// admins and managers, the caller's own leads for sales users.
+    // The bounds the handler enforces (400 otherwise), so clients and fuzzers see them: not
+    // blank, no control characters, at most 50 characters.
+    #[param(
+        min_length = 1,
+        max_length = 50,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub owner: Option<String>,
 }
 
@@ -92,6 +99,7 @@ impl OwnerQuery {
 #[into_params(parameter_in = Query)]
 pub struct RunsQuery {
     /// How many runs, newest first (1 to 200, default 20).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
 }
 

@@ -74,7 +74,8 @@ fn verify(state: &AppState, query: Option<&str>) -> Result<i64, Refusal> {
 
 /// `GET /unsubscribe?lead=&sig=`: confirmation page, no change.
 #[utoipa::path(get, path = "/unsubscribe", tag = "unsubscribe",
-    params(("lead" = String, Query, description = "lead id"), ("sig" = String, Query, description = "hex HMAC-SHA256 of the lead id")),
+    params(("lead" = String, Query, description = "lead id", pattern = r"^[1-9][0-9]{0,17}$"),
+           ("sig" = String, Query, description = "hex HMAC-SHA256 of the lead id", pattern = r"^[0-9a-f]{64}$")),
     responses((status = 200, description = "confirmation page (HTML) with a button that POSTs"),
               (status = 400, description = "malformed link"), (status = 403, description = "bad signature"),
               (status = 503, description = "UNSUBSCRIBE_SECRET not configured")))]
@@ -96,7 +97,8 @@ pub async fn confirm_unsubscribe(
 
 /// `POST /unsubscribe?lead=&sig=`: withdraws the lead's e-mail consent.
 #[utoipa::path(post, path = "/unsubscribe", tag = "unsubscribe",
-    params(("lead" = String, Query, description = "lead id"), ("sig" = String, Query, description = "hex HMAC-SHA256 of the lead id")),
+    params(("lead" = String, Query, description = "lead id", pattern = r"^[1-9][0-9]{0,17}$"),
+           ("sig" = String, Query, description = "hex HMAC-SHA256 of the lead id", pattern = r"^[0-9a-f]{64}$")),
     responses((status = 200, description = "unsubscribed (also when already unsubscribed)"),
               (status = 400, description = "malformed link"), (status = 403, description = "bad signature"),
               (status = 503, description = "database unavailable or UNSUBSCRIBE_SECRET not configured")))]

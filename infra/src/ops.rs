@@ -32,11 +32,14 @@ impl Readiness {
         flag
     }
 
-    /// The names of the checks that are not ready.
+    /// The names of the checks that are not ready; `starting` while none is registered yet (a
+    /// probe answered between the listener's start and the first `check` must not read "ready").
     pub fn failing(&self) -> Vec<&'static str> {
-        self.checks
-            .lock()
-            .expect("readiness lock")
+        let checks = self.checks.lock().expect("readiness lock");
+        if checks.is_empty() {
+            return vec!["starting"];
+        }
+        checks
             .iter()
             .filter(|(_, f)| !f.load(Ordering::Relaxed))
             .map(|(n, _)| *n)
@@ -103,5 +106,21 @@ async fn readyz(State(state): State<OpsState>) -> impl IntoResponse {
             StatusCode::SERVICE_UNAVAILABLE,
             format!("not ready: {}", failing.join(", ")),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn not_ready_until_every_registered_check_is() {
+        let readiness = Readiness::default();
+        // Nothing registered yet: the service is starting, not ready.
+        assert_eq!(readiness.failing(), vec!["starting"]);
+        let db = readiness.check("database");
+        assert_eq!(readiness.failing(), vec!["database"]);
+        db.store(true, Ordering::Relaxed);
+        assert!(readiness.failing().is_empty());
     }
 }

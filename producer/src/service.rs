@@ -186,15 +186,15 @@ pub async fn serve(
     let delivery = delivery_for(&config)?;
     let metrics = ProducerMetrics::new();
     let readiness = Readiness::default();
+    // Registered before the ops server starts, so /readyz says 503 until both answer.
+    let db_ready = readiness.check("database");
+    let nats_ready = readiness.check("nats");
     let ops = tokio::spawn(serve_ops(
         listener,
         metrics.registry.clone(),
         readiness.clone(),
         shutdown.clone(),
     ));
-    // Registered before connecting, so /readyz says 503 until both answer.
-    let db_ready = readiness.check("database");
-    let nats_ready = readiness.check("nats");
     let pool = connect_database(&config.database_url, 10, &shutdown).await?;
     migrate_database(&pool).await?;
     tokio::spawn(watch_database(pool.clone(), db_ready, shutdown.clone()));

@@ -1,8 +1,11 @@
 //! Gateway integration tests: the real gateway on port 0 with the real projector, the producer's
 //! outbox relay, a private nats-server and a fresh Postgres database per test. No mocks.
 
+mod api_doc;
+mod attacks;
 mod bench;
 mod browser;
+mod cross_user;
 mod ops;
 mod rbac;
 mod sse;

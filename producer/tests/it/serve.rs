@@ -161,3 +161,40 @@ async fn serve_started_while_nats_is_down_runs_and_catches_up() {
         .unwrap()
         .unwrap();
 }
+
+/// A probe already waiting when the process starts (in the listen backlog: the binary binds
+/// before it serves) must not be told "ready" before database and NATS answer. The binary did
+/// (200, then 503: the ops server started before the checks were registered); in process the
+/// race is rarely lost, so `followup_infra::ops` also has a deterministic unit test.
+#[tokio::test]
+async fn readyz_is_not_200_before_database_and_nats_answer() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let nowhere = format!("127.0.0.1:{}", followup_testkit::free_port());
+    let cli = Cli::try_parse_from([
+        "followup-producer",
+        "--database-url",
+        &format!("postgres://postgres@{nowhere}/none"),
+        "--nats-url",
+        &format!("nats://{nowhere}"),
+        "serve",
+    ])
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut probe = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+        .await
+        .unwrap();
+    probe
+        .write_all(b"GET /readyz HTTP/1.1\r\nHost: producer\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(serve(cli.config, listener, shutdown.clone()));
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(10), probe.read_to_string(&mut answer))
+        .await
+        .expect("an answer")
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    shutdown.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
+}

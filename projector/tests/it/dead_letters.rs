@@ -114,3 +114,109 @@ async fn poison_messages_between_good_ones_are_dead_lettered_with_their_reason()
     assert_eq!(list_dead_letters(&h.db.pool).await.unwrap().len(), 3);
     assert_eq!(h.figures(&Scope::Org, now).await.pending_t3, 4);
 }
+
+/// Random, incompressible text: a repeated letter would shrink below every size limit once
+/// Postgres compresses it.
+fn random_text(len: usize) -> String {
+    let mut text = String::with_capacity(len + 32);
+    while text.len() < len {
+        text.push_str(&uuid::Uuid::new_v4().simple().to_string());
+    }
+    text.truncate(len);
+    text
+}
+
+#[tokio::test]
+async fn oversized_and_mistyped_events_are_dead_lettered_without_blocking_the_stream() {
+    let h = Harness::start().await;
+    let now = Utc::now();
+    let good = |lead| change(lead, 1, "ACTIVE", "u1").at(now).event();
+    let edit = |lead, f: &dyn Fn(&mut serde_json::Value)| {
+        let mut event = serde_json::to_value(good(lead)).unwrap();
+        f(&mut event);
+        event.to_string().into_bytes()
+    };
+    // A structurally valid CloudEvent whose data has the wrong types.
+    let mistyped = edit(80, &|e| {
+        e["data"]["leadId"] = "80".into();
+        e["data"]["t3Sent"] = "yes".into();
+        e["data"]["registeredAt"] = 1_764_000_000.into();
+    });
+    let mistyped_envelope = edit(81, &|e| e["time"] = serde_json::json!({"at": "now"}));
+    // A 900 KB owner id (fits NATS' 1 MB payload): as a scope key it cannot be indexed.
+    let huge_owner = edit(82, &|e| {
+        e["data"]["ownerUserId"] = random_text(900_000).into()
+    });
+    let huge_collaborators = edit(83, &|e| {
+        e["data"]["collaboratorUserIds"] = (0..20_000)
+            .map(|i| format!("user-{i}"))
+            .collect::<Vec<_>>()
+            .into()
+    });
+    // 8 000 characters: a small message, but an owner id no index can hold.
+    let long_owner = edit(84, &|e| {
+        e["data"]["ownerUserId"] = random_text(8_000).into()
+    });
+
+    h.publish(&good(1)).await;
+    let subject = "freshplan.lead.changed";
+    h.publish_raw(subject, mistyped, "poison-types").await;
+    h.publish_raw(subject, mistyped_envelope, "poison-envelope")
+        .await;
+    h.publish_raw(subject, huge_owner, "poison-huge-owner")
+        .await;
+    h.publish_raw(subject, huge_collaborators, "poison-many-collaborators")
+        .await;
+    h.publish_raw(subject, long_owner, "poison-long-owner")
+        .await;
+    // 2 MB never reaches the stream: the server refuses it (max_payload 1 MB).
+    let two_mb = edit(85, &|e| {
+        e["data"]["ownerUserId"] = random_text(2_000_000).into()
+    });
+    let refused = match h.js.publish(subject.to_owned(), two_mb.into()).await {
+        Err(_) => true,
+        Ok(ack) => ack.await.is_err(),
+    };
+    assert!(refused, "a 2 MB message is refused at publish");
+    h.publish(&good(2)).await;
+
+    let projector = h.spawn_projector(h.config()).await;
+    h.wait_until_caught_up().await;
+    assert_eq!(
+        h.figures(&Scope::Org, now).await.pending_t3,
+        2,
+        "the good events around the poison are applied"
+    );
+    let letters = list_dead_letters(&h.db.pool).await.unwrap();
+    let reasons: Vec<(&str, &str)> = letters
+        .iter()
+        .map(|l| {
+            (
+                l.headers["Nats-Msg-Id"].as_str().unwrap(),
+                l.reason.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(letters.len(), 5, "{reasons:?}");
+    assert!(
+        reasons[0].1.contains("invalid data for lead.changed.v1"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[1].1.starts_with("not a CloudEvents JSON object"),
+        "{reasons:?}"
+    );
+    assert!(reasons[2].1.starts_with("event too large"), "{reasons:?}");
+    assert!(reasons[3].1.starts_with("event too large"), "{reasons:?}");
+    assert!(
+        reasons[4]
+            .1
+            .starts_with("field ownerUserId too long: 8000 characters"),
+        "{reasons:?}"
+    );
+    assert!(
+        letters[2].body.len() > 900_000,
+        "the raw message is kept whole"
+    );
+    projector.stop().await;
+}

@@ -9,7 +9,7 @@ use anyhow::Context;
 use async_nats::jetstream;
 use chrono::Utc;
 use followup_infra::{
-    Readiness, connect_database, connect_nats, ensure_stream, migrate_database, serve_ops,
+    Readiness, connect_database, connect_nats, migrate_database, provision_stream, serve_ops,
 };
 use sqlx::PgPool;
 use tokio::net::TcpListener;
@@ -43,7 +43,7 @@ async fn connect_all(
     migrate_database(&pool).await?;
     let nats = connect_nats(&config.nats_url, "followup-producer", shutdown).await?;
     let js = jetstream_context(&nats);
-    provision_stream(&js, shutdown).await?;
+    provision_stream(&js, config.stream_replicas.into(), shutdown).await?;
     Ok(Connections { pool, nats, js })
 }
 
@@ -54,28 +54,6 @@ fn jetstream_context(nats: &async_nats::Client) -> jetstream::Context {
         .timeout(Duration::from_secs(5))
         .ack_timeout(Duration::from_secs(10))
         .build(nats.clone())
-}
-
-/// Creates or updates the stream, retrying while JetStream is not available yet.
-async fn provision_stream(
-    js: &jetstream::Context,
-    shutdown: &CancellationToken,
-) -> anyhow::Result<()> {
-    let mut delay = Duration::from_millis(200);
-    loop {
-        match ensure_stream(js).await {
-            Ok(_) => return Ok(()),
-            Err(err) if !shutdown.is_cancelled() => {
-                tracing::warn!(error = format!("{err:#}"), "cannot provision stream yet");
-                tokio::select! {
-                    _ = shutdown.cancelled() => {}
-                    _ = tokio::time::sleep(delay) => {}
-                }
-                delay = (delay * 2).min(Duration::from_secs(10));
-            }
-            Err(err) => return Err(err),
-        }
-    }
 }
 
 fn mailer_for(config: &ProducerConfig) -> anyhow::Result<Mailer> {
@@ -303,7 +281,10 @@ async fn relay_when_connected(
         Err(_) => return, // shutdown before NATS answered
     };
     let js = jetstream_context(&nats);
-    if provision_stream(&js, &shutdown).await.is_err() {
+    if provision_stream(&js, config.stream_replicas.into(), &shutdown)
+        .await
+        .is_err()
+    {
         return;
     }
     tokio::spawn(watch_nats(nats, ready, shutdown.clone()));

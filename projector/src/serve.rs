@@ -9,7 +9,9 @@ use anyhow::Context;
 use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
 use chrono::Utc;
 use followup_contract::PROJECTOR_CONSUMER;
-use followup_infra::{Readiness, connect_database, connect_nats, ensure_stream, migrate_database};
+use followup_infra::{
+    Readiness, connect_database, connect_nats, migrate_database, provision_stream,
+};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -59,12 +61,22 @@ async fn consume_until_stopped(
     migrate_database(&pool).await?;
     let client = connect_nats(&config.nats_url, "followup-projector", shutdown).await?;
     let js = jetstream::new(client.clone());
-    let stream = ensure_stream(&js).await?;
-    let consumer: PullConsumer = stream
-        .get_consumer(PROJECTOR_CONSUMER)
-        .await
-        .map_err(|e| anyhow::anyhow!(e))
-        .context("looking up the projector's durable consumer")?;
+    // JetStream may not be ready yet (a server starting, a cluster electing its leader): wait
+    // for it like for the connection, rather than exit.
+    let consumer: PullConsumer = loop {
+        let stream = provision_stream(&js, config.stream_replicas.into(), shutdown).await?;
+        match stream.get_consumer(PROJECTOR_CONSUMER).await {
+            Ok(consumer) => break consumer,
+            Err(err) if !shutdown.is_cancelled() => {
+                tracing::warn!(error = %err, "projector consumer not available yet");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(err) => {
+                return Err(anyhow::anyhow!(err))
+                    .context("looking up the projector's durable consumer");
+            }
+        }
+    };
     ready.store(true, Ordering::Relaxed);
     tracing::info!(
         tz = config.followup_tz.name(),
@@ -126,7 +138,15 @@ impl Projector {
                 match self.handle_batch(batch, &parsed, shutdown).await {
                     Ok(acks) => {
                         if let Some(previous) = std::mem::replace(&mut pending_acks, acks) {
-                            let _ = previous.await;
+                            // Acks wait for NATS when it is away; a shutdown does not.
+                            let abort = previous.abort_handle();
+                            tokio::select! {
+                                _ = shutdown.cancelled() => {
+                                    abort.abort();
+                                    break Ok(());
+                                }
+                                _ = previous => {}
+                            }
                         }
                     }
                     Err(err) => break Err(err),
@@ -134,9 +154,17 @@ impl Projector {
             }
             if idle || last_lag_check.elapsed() >= Duration::from_secs(1) {
                 last_lag_check = Instant::now();
-                match consumer.info().await {
-                    Ok(info) => self.metrics.set_consumer_pending(info.num_pending),
-                    Err(err) => tracing::debug!(error = %err, "consumer info"),
+                // The client's request timeout does not cover handing the request to the
+                // connection, which waits for a reconnect once NATS is away and the client's
+                // buffer is full: bound it, and let a shutdown through.
+                let info = tokio::select! {
+                    _ = shutdown.cancelled() => break Ok(()),
+                    info = tokio::time::timeout(Duration::from_secs(5), consumer.info()) => info,
+                };
+                match info {
+                    Ok(Ok(info)) => self.metrics.set_consumer_pending(info.num_pending),
+                    Ok(Err(err)) => tracing::debug!(error = %err, "consumer info"),
+                    Err(_) => tracing::debug!("consumer info: no answer"),
                 }
                 if idle {
                     // Idle: keep sentToday right across local midnight.
@@ -189,8 +217,17 @@ impl Projector {
                         // Not acked: the server redelivers it to the next projector.
                         return Ok(None);
                     }
-                    for message in &batch {
-                        let _ = message.ack_with(AckKind::Progress).await;
+                    // With NATS away too, the client's command buffer fills and each publish
+                    // waits for a reconnect that may never come: never let that hold up a
+                    // shutdown (the batch is not acked and will be redelivered).
+                    let progress = async {
+                        for message in &batch {
+                            let _ = message.ack_with(AckKind::Progress).await;
+                        }
+                    };
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return Ok(None),
+                        _ = progress => {}
                     }
                     tokio::select! {
                         _ = shutdown.cancelled() => return Ok(None),

@@ -9,4 +9,5 @@ mod helpers;
 mod kill;
 mod ordering;
 mod rebuild;
+mod shutdown;
 mod verify;

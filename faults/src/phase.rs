@@ -99,18 +99,20 @@ pub async fn run_suite(options: &Options) -> anyhow::Result<bool> {
         stop.store(true, Ordering::Relaxed);
         let _ = load.await;
         let quiet = quiesce(&world.pool, &world.js, Duration::from_secs(180)).await;
-        let findings = {
+        // The load has stopped: a copy of what it committed, so no lock is held across awaits.
+        let (committed, uncertain) = {
             let log = log.lock().unwrap();
-            let expect = Expectations {
-                committed: &log.committed,
-                uncertain: &log.uncertain,
-                poison_sequences: &world.poison,
-                mail_log: &mail_log,
-                projector_bin: &projector_bin,
-                database_url: &database_url,
-            };
-            check(&world.pool, &world.js, &expect).await?
+            (log.committed.clone(), log.uncertain.clone())
         };
+        let expect = Expectations {
+            committed: &committed,
+            uncertain: &uncertain,
+            poison_sequences: &world.poison,
+            mail_log: &mail_log,
+            projector_bin: &projector_bin,
+            database_url: &database_url,
+        };
+        let findings = check(&world.pool, &world.js, &expect).await?;
         let known: std::collections::HashSet<&String> = previous.notes.iter().collect();
         let new: Vec<&String> = findings
             .notes

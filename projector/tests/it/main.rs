@@ -10,4 +10,5 @@ mod kill;
 mod ordering;
 mod rebuild;
 mod shutdown;
+mod startup;
 mod verify;

@@ -22,7 +22,9 @@ if [[ " $* " == *" --short "* ]]; then
   exec target/debug/followup-faults "$@"
 fi
 out=$(mktemp)
-target/debug/followup-faults --out "$out" "$@"
+status=0
+target/debug/followup-faults --out "$out" "$@" || status=$?
+[ -s "$out" ] || { echo "no table (the suite stopped early)"; exit "$status"; }
 {
   echo "# Fault suite results"
   echo
@@ -33,3 +35,4 @@ target/debug/followup-faults --out "$out" "$@"
 } > FAULTS.md
 rm -f "$out"
 echo "table written to FAULTS.md"
+exit "$status"

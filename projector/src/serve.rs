@@ -113,14 +113,20 @@ struct Projector {
 impl Projector {
     async fn consume_until_stopped(
         &self,
-        mut consumer: PullConsumer,
+        consumer: PullConsumer,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<()> {
         let max = self.config.batch_size as usize;
         let wait = self.config.fetch_wait();
         let fetcher = shutdown.child_token();
         let mut batches = prefetch_batches(consumer.clone(), max, wait, fetcher.clone());
-        let mut last_lag_check = Instant::now() - Duration::from_secs(60);
+        // The lag gauge is a JetStream request (up to its 5 s timeout when an answer is lost):
+        // measured beside the consumption, never between two batches.
+        tokio::spawn(watch_consumer_lag(
+            consumer,
+            self.metrics.clone(),
+            fetcher.clone(),
+        ));
         self.refresh_gauges().await;
         let mut pending_acks: Option<JoinHandle<()>> = None;
         let result = loop {
@@ -152,24 +158,9 @@ impl Projector {
                     Err(err) => break Err(err),
                 }
             }
-            if idle || last_lag_check.elapsed() >= Duration::from_secs(1) {
-                last_lag_check = Instant::now();
-                // The client's request timeout does not cover handing the request to the
-                // connection, which waits for a reconnect once NATS is away and the client's
-                // buffer is full: bound it, and let a shutdown through.
-                let info = tokio::select! {
-                    _ = shutdown.cancelled() => break Ok(()),
-                    info = tokio::time::timeout(Duration::from_secs(5), consumer.info()) => info,
-                };
-                match info {
-                    Ok(Ok(info)) => self.metrics.set_consumer_pending(info.num_pending),
-                    Ok(Err(err)) => tracing::debug!(error = %err, "consumer info"),
-                    Err(_) => tracing::debug!("consumer info: no answer"),
-                }
-                if idle {
-                    // Idle: keep sentToday right across local midnight.
-                    self.refresh_gauges().await;
-                }
+            if idle {
+                // Idle: keep sentToday right across local midnight.
+                self.refresh_gauges().await;
             }
         };
         // Bounded: with NATS gone these would wait for a reconnect that may never come, and a
@@ -275,6 +266,31 @@ impl Projector {
         match load_figures(&self.pool, &Scope::Org, now, self.config.followup_tz).await {
             Ok(figures) => self.metrics.set_org_figures(&figures),
             Err(err) => tracing::warn!(error = %err, "loading figures for the gauges"),
+        }
+    }
+}
+
+/// Updates `followup_projector_consumer_pending` about once a second until `stop` fires. Each
+/// request is bounded: the client's own timeout does not cover handing the request to the
+/// connection, which waits for a reconnect while NATS is away.
+async fn watch_consumer_lag(
+    mut consumer: PullConsumer,
+    metrics: ProjectorMetrics,
+    stop: CancellationToken,
+) {
+    loop {
+        let info = tokio::select! {
+            _ = stop.cancelled() => return,
+            info = tokio::time::timeout(Duration::from_secs(5), consumer.info()) => info,
+        };
+        match info {
+            Ok(Ok(info)) => metrics.set_consumer_pending(info.num_pending),
+            Ok(Err(err)) => tracing::debug!(error = %err, "consumer info"),
+            Err(_) => tracing::debug!("consumer info: no answer"),
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
     }
 }

@@ -158,4 +158,16 @@ mod tests {
         assert_eq!(projector.ack_policy, consumer::AckPolicy::Explicit);
         assert!(projector.max_deliver > 0);
     }
+
+    #[test]
+    fn nats_url_takes_one_server_or_a_comma_separated_cluster() {
+        assert_eq!(server_addrs("nats://127.0.0.1:4222").unwrap().len(), 1);
+        let cluster =
+            server_addrs("nats://127.0.0.1:4222, nats://127.0.0.1:4223,nats://127.0.0.1:4224")
+                .unwrap();
+        assert_eq!(cluster.len(), 3);
+        assert_eq!(cluster[1].port(), 4223);
+        let err = server_addrs("nats://127.0.0.1:4222,http://[bad").unwrap_err();
+        assert!(format!("{err:#}").contains("NATS_URL"), "{err:#}");
+    }
 }

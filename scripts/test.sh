@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check and test of the project: formatting, clippy, and the whole workspace's tests
 # against real PostgreSQL, private nats-servers and a real SMTP server (Python aiosmtpd).
-# Installs/starts what is missing.
+# Installs/starts what is missing. Ends with the short fault-injection suite (scripts/faults.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/services.sh
@@ -35,3 +35,6 @@ log "Grafana dashboard queries against a real Prometheus; promtool check metrics
 timeout 300 ./scripts/check-metrics.sh
 log "schemathesis against the gateway (hostile input, bounded)"
 timeout 300 ./scripts/check-api.sh
+log "fault suite (short)"
+# Its own Postgres instance, NATS cluster and service processes; SIGTERM (from timeout) stops them.
+timeout 420 ./scripts/faults.sh --short

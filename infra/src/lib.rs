@@ -13,6 +13,8 @@ pub mod telemetry;
 
 pub use consent::{ConsentWithdrawal, withdraw_consent};
 pub use db::{connect_database, migrate_database};
-pub use nats::{connect_nats, ensure_stream};
+pub use nats::{
+    connect_nats, ensure_stream, ensure_stream_replicas, provision_stream, server_addrs,
+};
 pub use ops::{Readiness, serve_ops};
 pub use shutdown::shutdown_on_signals;

@@ -7,19 +7,34 @@ use async_nats::jetstream::{self, consumer, stream};
 use followup_contract::{CONSUMER_DEFINITIONS, STREAM_DEFINITION, STREAM_NAME};
 use tokio_util::sync::CancellationToken;
 
-/// Connects to NATS, retrying with backoff until the server answers or `shutdown` fires. Once
-/// connected, the client reconnects by itself for ever; callers see errors on operations only.
+/// The servers of `NATS_URL`: one URL or a comma-separated list (the nodes of a cluster).
+pub fn server_addrs(url: &str) -> anyhow::Result<Vec<async_nats::ServerAddr>> {
+    url.split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(|u| {
+            u.parse::<async_nats::ServerAddr>()
+                .with_context(|| format!("NATS_URL: {u:?} is not a NATS URL"))
+        })
+        .collect()
+}
+
+/// Connects to NATS, retrying with backoff until a server answers or `shutdown` fires. `url` is
+/// one URL or a comma-separated list; the client also learns the other nodes of a cluster from
+/// the server. Once connected, the client reconnects by itself for ever (to any node); callers
+/// see errors on operations only.
 pub async fn connect_nats(
     url: &str,
     name: &str,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<async_nats::Client> {
+    let servers = server_addrs(url)?;
     let mut delay = Duration::from_millis(200);
     loop {
         let attempt = async_nats::ConnectOptions::new()
             .name(name)
             .max_reconnects(None)
-            .connect(url)
+            .connect(servers.clone())
             .await;
         match attempt {
             Ok(client) => return Ok(client),
@@ -55,7 +70,18 @@ pub fn consumer_config(name: &str) -> anyhow::Result<consumer::pull::Config> {
 /// that does not exist yet. An existing consumer whose configuration differs is left alone with
 /// a warning: changing a live consumer is an operator's decision (`nats consumer edit`).
 pub async fn ensure_stream(js: &jetstream::Context) -> anyhow::Result<stream::Stream> {
-    let config = stream_config()?;
+    ensure_stream_replicas(js, stream_config()?.num_replicas).await
+}
+
+/// [`ensure_stream`] with the stream's replica count (`STREAM_REPLICAS`: 1 on a single server,
+/// 3 on a three-node cluster). Every binary that provisions the stream must be given the same
+/// count, or each start would scale the stream to its own.
+pub async fn ensure_stream_replicas(
+    js: &jetstream::Context,
+    replicas: usize,
+) -> anyhow::Result<stream::Stream> {
+    let mut config = stream_config()?;
+    config.num_replicas = replicas.max(1);
     js.create_or_update_stream(config)
         .await
         .with_context(|| format!("creating or updating stream {STREAM_NAME}"))?;
@@ -86,6 +112,36 @@ pub async fn ensure_stream(js: &jetstream::Context) -> anyhow::Result<stream::St
     Ok(stream)
 }
 
+/// [`ensure_stream_replicas`], retried with backoff (200 ms doubling to 10 s) while JetStream is
+/// not available yet — a server still starting, a cluster still electing its leader — until it
+/// succeeds or `shutdown` fires. A service started before its NATS is ready waits instead of
+/// exiting.
+pub async fn provision_stream(
+    js: &jetstream::Context,
+    replicas: usize,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<stream::Stream> {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match ensure_stream_replicas(js, replicas).await {
+            Ok(stream) => return Ok(stream),
+            Err(err) if !shutdown.is_cancelled() => {
+                tracing::warn!(
+                    error = format!("{err:#}"),
+                    retry_in_ms = delay.as_millis() as u64,
+                    "cannot provision stream yet"
+                );
+                tokio::select! {
+                    _ = shutdown.cancelled() => {}
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+            Err(err) => return Err(err),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,5 +157,17 @@ mod tests {
         assert_eq!(projector.durable_name.as_deref(), Some("projector"));
         assert_eq!(projector.ack_policy, consumer::AckPolicy::Explicit);
         assert!(projector.max_deliver > 0);
+    }
+
+    #[test]
+    fn nats_url_takes_one_server_or_a_comma_separated_cluster() {
+        assert_eq!(server_addrs("nats://127.0.0.1:4222").unwrap().len(), 1);
+        let cluster =
+            server_addrs("nats://127.0.0.1:4222, nats://127.0.0.1:4223,nats://127.0.0.1:4224")
+                .unwrap();
+        assert_eq!(cluster.len(), 3);
+        assert_eq!(cluster[1].port(), 4223);
+        let err = server_addrs("nats://127.0.0.1:4222,http://[bad").unwrap_err();
+        assert!(format!("{err:#}").contains("NATS_URL"), "{err:#}");
     }
 }

@@ -66,7 +66,7 @@ pub async fn run_relay_until_stopped(
                 if let Ok(n) = count_backlog(&pool).await {
                     metrics.outbox_backlog.set(n);
                 }
-                backoff.wait(&shutdown).await;
+                backoff.wait_or_reconnect(&shutdown, &js.client()).await;
             }
         }
     }
@@ -252,6 +252,34 @@ impl Backoff {
         tokio::select! {
             _ = shutdown.cancelled() => {}
             _ = tokio::time::sleep(self.0) => {}
+        }
+        self.0 = (self.0 * 2).min(Duration::from_secs(30));
+    }
+
+    /// [`Backoff::wait`], cut short (and the backoff reset) when NATS was away at the start of
+    /// the wait and the client has reconnected since: after a long outage the delay has grown to
+    /// its maximum, and the backlog should not wait that long once the server is back (found by
+    /// the fault suite: 25–30 s of extra recovery after a 60 s NATS outage).
+    pub(crate) async fn wait_or_reconnect(
+        &mut self,
+        shutdown: &CancellationToken,
+        client: &async_nats::Client,
+    ) {
+        use async_nats::connection::State;
+        if client.connection_state() == State::Connected {
+            return self.wait(shutdown).await;
+        }
+        let until = tokio::time::Instant::now() + self.0;
+        while tokio::time::Instant::now() < until {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+            if client.connection_state() == State::Connected {
+                tracing::info!("NATS is back; relay retries now");
+                self.reset();
+                return;
+            }
         }
         self.0 = (self.0 * 2).min(Duration::from_secs(30));
     }

@@ -9,7 +9,7 @@ use anyhow::Context;
 use async_nats::jetstream;
 use chrono::Utc;
 use followup_infra::{
-    Readiness, connect_database, connect_nats, ensure_stream, migrate_database, serve_ops,
+    Readiness, connect_database, connect_nats, migrate_database, provision_stream, serve_ops,
 };
 use sqlx::PgPool;
 use tokio::net::TcpListener;
@@ -43,7 +43,7 @@ async fn connect_all(
     migrate_database(&pool).await?;
     let nats = connect_nats(&config.nats_url, "followup-producer", shutdown).await?;
     let js = jetstream_context(&nats);
-    provision_stream(&js, shutdown).await?;
+    provision_stream(&js, config.stream_replicas.into(), shutdown).await?;
     Ok(Connections { pool, nats, js })
 }
 
@@ -54,28 +54,6 @@ fn jetstream_context(nats: &async_nats::Client) -> jetstream::Context {
         .timeout(Duration::from_secs(5))
         .ack_timeout(Duration::from_secs(10))
         .build(nats.clone())
-}
-
-/// Creates or updates the stream, retrying while JetStream is not available yet.
-async fn provision_stream(
-    js: &jetstream::Context,
-    shutdown: &CancellationToken,
-) -> anyhow::Result<()> {
-    let mut delay = Duration::from_millis(200);
-    loop {
-        match ensure_stream(js).await {
-            Ok(_) => return Ok(()),
-            Err(err) if !shutdown.is_cancelled() => {
-                tracing::warn!(error = format!("{err:#}"), "cannot provision stream yet");
-                tokio::select! {
-                    _ = shutdown.cancelled() => {}
-                    _ = tokio::time::sleep(delay) => {}
-                }
-                delay = (delay * 2).min(Duration::from_secs(10));
-            }
-            Err(err) => return Err(err),
-        }
-    }
 }
 
 fn mailer_for(config: &ProducerConfig) -> anyhow::Result<Mailer> {
@@ -265,11 +243,7 @@ async fn run_scheduled_until_stopped(
     mut ticks: mpsc::Receiver<()>,
     shutdown: &CancellationToken,
 ) {
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            tick = ticks.recv() => if tick.is_none() { return },
-        }
+    while next_tick(&mut ticks, shutdown).await {
         let now = Utc::now();
         let Some(slot) = schedule.slot_at(now) else {
             tracing::warn!("scheduler fired outside any slot of FOLLOWUP_CRON");
@@ -289,6 +263,19 @@ async fn run_scheduled_until_stopped(
     }
 }
 
+/// Waits for the next scheduler tick; false when the process is shutting down (or the scheduler
+/// is gone). Shutdown wins over a waiting tick: when runs fail slowly (the database away, each
+/// attempt waiting for the pool's timeout) a tick is always waiting too, and an unbiased select
+/// kept choosing it (found by the fault suite: `serve` ignored SIGTERM with NATS and Postgres
+/// gone).
+async fn next_tick(ticks: &mut mpsc::Receiver<()>, shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        biased;
+        _ = shutdown.cancelled() => false,
+        tick = ticks.recv() => tick.is_some(),
+    }
+}
+
 /// Connects to NATS and provisions the stream (both retried until they succeed), then relays
 /// until shutdown.
 async fn relay_when_connected(
@@ -303,7 +290,10 @@ async fn relay_when_connected(
         Err(_) => return, // shutdown before NATS answered
     };
     let js = jetstream_context(&nats);
-    if provision_stream(&js, &shutdown).await.is_err() {
+    if provision_stream(&js, config.stream_replicas.into(), &shutdown)
+        .await
+        .is_err()
+    {
         return;
     }
     tokio::spawn(watch_nats(nats, ready, shutdown.clone()));
@@ -331,5 +321,26 @@ async fn watch_nats(nats: async_nats::Client, ready: Arc<AtomicBool>, shutdown: 
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn shutdown_wins_over_a_waiting_tick() {
+        // An unbiased select would pick the tick half of the time: 20 rounds make a lucky pass
+        // of the old code a one-in-a-million event.
+        for _ in 0..20 {
+            let (tx, mut rx) = mpsc::channel(1);
+            tx.try_send(()).unwrap();
+            let shutdown = CancellationToken::new();
+            shutdown.cancel();
+            assert!(!next_tick(&mut rx, &shutdown).await);
+        }
+        let (tx, mut rx) = mpsc::channel(1);
+        tx.try_send(()).unwrap();
+        assert!(next_tick(&mut rx, &CancellationToken::new()).await);
     }
 }

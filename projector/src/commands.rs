@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use async_nats::jetstream;
-use followup_infra::{connect_database, connect_nats, ensure_stream, migrate_database};
+use followup_infra::{connect_database, connect_nats, ensure_stream_replicas, migrate_database};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
@@ -31,7 +31,7 @@ pub async fn run_cli(cli: Cli, shutdown: CancellationToken) -> anyhow::Result<Ex
             let client =
                 connect_nats(&config.nats_url, "followup-projector-rebuild", &shutdown).await?;
             let js = jetstream::new(client);
-            ensure_stream(&js).await?;
+            ensure_stream_replicas(&js, config.stream_replicas.into()).await?;
             let mut progress = |p: &crate::RebuildProgress| {
                 eprintln!(
                     "rebuild {}: sequence {}/{} ({} messages, {} skipped)",

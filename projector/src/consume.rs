@@ -63,6 +63,9 @@ async fn fetch_available(
     Ok(batch)
 }
 
+/// How much longer than the fetch's own wait the server may take to answer a pull request.
+const FETCH_GRACE: Duration = Duration::from_secs(10);
+
 /// Fetches and parses batches ahead in a task, so the next batch is on its way while the
 /// current one is written (one batch waits in the channel). An empty batch means the stream was idle for
 /// `wait`. On shutdown the task stops; batches it fetched but nobody took are nak'ed, so the
@@ -78,7 +81,12 @@ pub(crate) fn prefetch_batches(
         loop {
             let fetched = tokio::select! {
                 _ = shutdown.cancelled() => return,
-                fetched = fetch_batch(&consumer, max, wait) => fetched,
+                // Bounded: a pull request the server never answers (no consumer leader after
+                // a cluster restart, a request lost in a reconnect) must not stall the
+                // projector silently; it is simply asked again.
+                fetched = tokio::time::timeout(wait + FETCH_GRACE, fetch_batch(&consumer, max, wait)) => {
+                    fetched.unwrap_or_else(|_| Err(anyhow::anyhow!("no answer to the pull request within {:?}", wait + FETCH_GRACE)))
+                }
             };
             let batch = match fetched {
                 Ok(batch) => batch,

@@ -30,6 +30,9 @@ impl ChangeNotice {
     }
 }
 
+/// How long a notice may wait for the client to take it.
+const NOTICE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Publishes a notice. Failures are logged, not returned: the batch is committed and acked, and
 /// a missing notice only delays a push.
 pub async fn publish_notice(client: &async_nats::Client, notice: &ChangeNotice) {
@@ -40,7 +43,17 @@ pub async fn publish_notice(client: &async_nats::Client, notice: &ChangeNotice) 
             return;
         }
     };
-    if let Err(err) = client.publish(COCKPIT_CHANGED_SUBJECT, body.into()).await {
-        tracing::warn!(error = %err, "publishing change notice");
+    // With NATS away the publish waits for a reconnect once the client's buffer is full; the
+    // projector must go on (and stop on SIGTERM) meanwhile, so a notice that cannot leave soon
+    // is dropped: the gateway's periodic refresh covers it.
+    match tokio::time::timeout(
+        NOTICE_TIMEOUT,
+        client.publish(COCKPIT_CHANGED_SUBJECT, body.into()),
+    )
+    .await
+    {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => tracing::warn!(error = %err, "publishing change notice"),
+        Err(_) => tracing::warn!("NATS not taking the change notice; dropped"),
     }
 }

@@ -9,7 +9,9 @@ use anyhow::Context;
 use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
 use chrono::Utc;
 use followup_contract::PROJECTOR_CONSUMER;
-use followup_infra::{Readiness, connect_database, connect_nats, ensure_stream, migrate_database};
+use followup_infra::{
+    Readiness, connect_database, connect_nats, migrate_database, provision_stream,
+};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -59,12 +61,22 @@ async fn consume_until_stopped(
     migrate_database(&pool).await?;
     let client = connect_nats(&config.nats_url, "followup-projector", shutdown).await?;
     let js = jetstream::new(client.clone());
-    let stream = ensure_stream(&js).await?;
-    let consumer: PullConsumer = stream
-        .get_consumer(PROJECTOR_CONSUMER)
-        .await
-        .map_err(|e| anyhow::anyhow!(e))
-        .context("looking up the projector's durable consumer")?;
+    // JetStream may not be ready yet (a server starting, a cluster electing its leader): wait
+    // for it like for the connection, rather than exit.
+    let consumer: PullConsumer = loop {
+        let stream = provision_stream(&js, config.stream_replicas.into(), shutdown).await?;
+        match stream.get_consumer(PROJECTOR_CONSUMER).await {
+            Ok(consumer) => break consumer,
+            Err(err) if !shutdown.is_cancelled() => {
+                tracing::warn!(error = %err, "projector consumer not available yet");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(err) => {
+                return Err(anyhow::anyhow!(err))
+                    .context("looking up the projector's durable consumer");
+            }
+        }
+    };
     ready.store(true, Ordering::Relaxed);
     tracing::info!(
         tz = config.followup_tz.name(),
@@ -101,14 +113,20 @@ struct Projector {
 impl Projector {
     async fn consume_until_stopped(
         &self,
-        mut consumer: PullConsumer,
+        consumer: PullConsumer,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<()> {
         let max = self.config.batch_size as usize;
         let wait = self.config.fetch_wait();
         let fetcher = shutdown.child_token();
         let mut batches = prefetch_batches(consumer.clone(), max, wait, fetcher.clone());
-        let mut last_lag_check = Instant::now() - Duration::from_secs(60);
+        // The lag gauge is a JetStream request (up to its 5 s timeout when an answer is lost):
+        // measured beside the consumption, never between two batches.
+        tokio::spawn(watch_consumer_lag(
+            consumer,
+            self.metrics.clone(),
+            fetcher.clone(),
+        ));
         self.refresh_gauges().await;
         let mut pending_acks: Option<JoinHandle<()>> = None;
         let result = loop {
@@ -126,22 +144,23 @@ impl Projector {
                 match self.handle_batch(batch, &parsed, shutdown).await {
                     Ok(acks) => {
                         if let Some(previous) = std::mem::replace(&mut pending_acks, acks) {
-                            let _ = previous.await;
+                            // Acks wait for NATS when it is away; a shutdown does not.
+                            let abort = previous.abort_handle();
+                            tokio::select! {
+                                _ = shutdown.cancelled() => {
+                                    abort.abort();
+                                    break Ok(());
+                                }
+                                _ = previous => {}
+                            }
                         }
                     }
                     Err(err) => break Err(err),
                 }
             }
-            if idle || last_lag_check.elapsed() >= Duration::from_secs(1) {
-                last_lag_check = Instant::now();
-                match consumer.info().await {
-                    Ok(info) => self.metrics.set_consumer_pending(info.num_pending),
-                    Err(err) => tracing::debug!(error = %err, "consumer info"),
-                }
-                if idle {
-                    // Idle: keep sentToday right across local midnight.
-                    self.refresh_gauges().await;
-                }
+            if idle {
+                // Idle: keep sentToday right across local midnight.
+                self.refresh_gauges().await;
             }
         };
         // Bounded: with NATS gone these would wait for a reconnect that may never come, and a
@@ -189,8 +208,17 @@ impl Projector {
                         // Not acked: the server redelivers it to the next projector.
                         return Ok(None);
                     }
-                    for message in &batch {
-                        let _ = message.ack_with(AckKind::Progress).await;
+                    // With NATS away too, the client's command buffer fills and each publish
+                    // waits for a reconnect that may never come: never let that hold up a
+                    // shutdown (the batch is not acked and will be redelivered).
+                    let progress = async {
+                        for message in &batch {
+                            let _ = message.ack_with(AckKind::Progress).await;
+                        }
+                    };
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return Ok(None),
+                        _ = progress => {}
                     }
                     tokio::select! {
                         _ = shutdown.cancelled() => return Ok(None),
@@ -238,6 +266,31 @@ impl Projector {
         match load_figures(&self.pool, &Scope::Org, now, self.config.followup_tz).await {
             Ok(figures) => self.metrics.set_org_figures(&figures),
             Err(err) => tracing::warn!(error = %err, "loading figures for the gauges"),
+        }
+    }
+}
+
+/// Updates `followup_projector_consumer_pending` about once a second until `stop` fires. Each
+/// request is bounded: the client's own timeout does not cover handing the request to the
+/// connection, which waits for a reconnect while NATS is away.
+async fn watch_consumer_lag(
+    mut consumer: PullConsumer,
+    metrics: ProjectorMetrics,
+    stop: CancellationToken,
+) {
+    loop {
+        let info = tokio::select! {
+            _ = stop.cancelled() => return,
+            info = tokio::time::timeout(Duration::from_secs(5), consumer.info()) => info,
+        };
+        match info {
+            Ok(Ok(info)) => metrics.set_consumer_pending(info.num_pending),
+            Ok(Err(err)) => tracing::debug!(error = %err, "consumer info"),
+            Err(_) => tracing::debug!("consumer info: no answer"),
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
     }
 }

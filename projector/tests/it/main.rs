@@ -9,4 +9,6 @@ mod helpers;
 mod kill;
 mod ordering;
 mod rebuild;
+mod shutdown;
+mod startup;
 mod verify;

@@ -57,7 +57,7 @@ pub async fn run_load(
                 change(
                     &pool,
                     id,
-                    "status = $2 WHERE id = $1 AND status <> $2 AND status <> 'DELETED'",
+                    "UPDATE leads SET status = $2 WHERE id = $1 AND status <> $2 AND status <> 'DELETED'",
                     status,
                 )
                 .await
@@ -67,7 +67,7 @@ pub async fn run_load(
                 change(
                     &pool,
                     id,
-                    "owner_user_id = $2 WHERE id = $1 AND owner_user_id IS DISTINCT FROM $2",
+                    "UPDATE leads SET owner_user_id = $2 WHERE id = $1 AND owner_user_id IS DISTINCT FROM $2",
                     owner,
                 )
                 .await
@@ -77,7 +77,7 @@ pub async fn run_load(
                 change(
                     &pool,
                     id,
-                    "collaborator_user_ids = ARRAY[$2::text] \
+                    "UPDATE leads SET collaborator_user_ids = ARRAY[$2::text] \
                     WHERE id = $1 AND collaborator_user_ids IS DISTINCT FROM ARRAY[$2::text]",
                     collaborator,
                 )
@@ -142,12 +142,11 @@ async fn insert(pool: &PgPool, rng: &mut Rng) -> Outcome {
     }
 }
 
-/// `UPDATE leads SET <set_where>` with `$1` = lead id, `$2` = value; changes one row or none.
-async fn change(pool: &PgPool, id: i64, set_where: &str, value: &str) -> Outcome {
-    let sql = format!("UPDATE leads SET {set_where}");
+/// One `UPDATE leads` statement with `$1` = lead id, `$2` = value; changes one row or none.
+async fn change(pool: &PgPool, id: i64, sql: &'static str, value: &str) -> Outcome {
     let step = async {
         let mut tx = pool.begin().await?;
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let rows = sqlx::query(sql)
             .bind(id)
             .bind(value)
             .execute(&mut *tx)

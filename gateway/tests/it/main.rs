@@ -2,6 +2,10 @@
 //! outbox relay, a private nats-server and a fresh Postgres database per test. No mocks.
 
 mod bench;
+mod bench_fanout;
+mod bench_metrics;
+mod bench_pipeline;
+mod bench_util;
 mod browser;
 mod ops;
 mod rbac;

@@ -19,7 +19,7 @@ FIGURES = {
     "projector": ("Projector: events applied and committed", (">=", 25000),
                   "bare fetch → batch insert → ack loop", (">=", 0.7)),
     "pipeline_rate": ("Pipeline end to end: lead changes committed → visible in the projection",
-                      None, "commit rate of the changes (one connection)", None),
+                      None, "commit rate of the changes (two connections)", None),
     "pipeline_max_backlog": ("Pipeline end to end: largest backlog (committed, not projected)",
                              None, None, None),
     "latency_p50": ("Change → SSE frame at 1000 changes/s, p50", ("<=", 10),

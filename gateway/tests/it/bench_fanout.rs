@@ -35,7 +35,7 @@ impl Gateway {
         let wrapper = std::env::var("BENCH_GATEWAY_WRAPPER").unwrap_or_default();
         let mut argv: Vec<&str> = wrapper.split_whitespace().collect();
         argv.extend([binary, "serve"]);
-        let child = Command::new(argv[0])
+        let mut child = Command::new(argv[0])
             .args(&argv[1..])
             .env("DATABASE_URL", &stack.db.url)
             .env("NATS_URL", stack.nats.url())
@@ -54,6 +54,8 @@ impl Gateway {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("gateway binary did not become ready");
     }
 }
@@ -241,7 +243,7 @@ async fn bench_sse_fanout() {
         "{clients} clients connected in {:.1?}; gateway RSS {before} KiB → {after} KiB: {per_client:.1} KiB per client",
         started.elapsed()
     );
-    for run in 0..runs() {
+    for (run, alone) in one.iter().enumerate() {
         round += 1;
         let samples = change_round(
             &stack,
@@ -258,10 +260,10 @@ async fn bench_sse_fanout() {
             "run {run}: change → frame at all {clients} clients {all:.1} ms (p50 {:.1} ms, first {:.1} ms); one client alone {:.1} ms (load average {})",
             percentile(&samples, 50.0),
             samples[0],
-            one[run],
+            alone,
             load_average()
         );
-        emit_figure("fanout_all_ms", run, all, "ms", Some(one[run]));
+        emit_figure("fanout_all_ms", run, all, "ms", Some(*alone));
         emit_figure("fanout_kib_per_client", run, per_client, "KiB", None);
         let step = (samples.len() / 200).max(1);
         let cdf: Vec<f64> = samples.iter().step_by(step).copied().collect();

@@ -1,6 +1,6 @@
 //! Benchmarks of the whole pipeline (ignored; run by `scripts/bench.sh`):
 //!
-//! - `bench_pipeline_end_to_end`: lead changes committed as fast as one connection commits them
+//! - `bench_pipeline_end_to_end`: lead changes committed as fast as two connections commit them
 //!   → visible in the projection; sustained rate (baseline: the commit rate itself) and the
 //!   backlog over time.
 //! - `bench_latency_at_rate`: under a steady background load of `BENCH_RATE` (1000) changes/s,
@@ -34,6 +34,7 @@ async fn last_sequence(pool: &PgPool) -> i64 {
 #[ignore = "benchmark"]
 async fn bench_pipeline_end_to_end() {
     let changes = env_usize("BENCH_PIPELINE_CHANGES", 100_000) as u64;
+    const WRITERS: usize = 2;
     let per_statement = 500;
     let stack = Stack::start().await;
     let pool = stack.db.pool.clone();
@@ -43,34 +44,39 @@ async fn bench_pipeline_end_to_end() {
         let start_sequence = last_sequence(&pool).await;
         let committed = Arc::new(AtomicU64::new(0));
         let started = Instant::now();
-        let generator = {
-            let (pool, ids, committed) = (pool.clone(), ids.clone(), committed.clone());
-            tokio::spawn(async move {
-                let mut next = 0;
-                while committed.load(Ordering::Relaxed) < changes {
-                    let left = (changes - committed.load(Ordering::Relaxed)) as usize;
-                    let batch: Vec<i64> = (0..per_statement.min(left))
-                        .map(|k| ids[(next + k) % ids.len()])
-                        .collect();
-                    next += batch.len();
-                    sqlx::query(
-                        "UPDATE leads SET status = CASE WHEN status = 'ACTIVE' THEN 'REGISTERED' ELSE 'ACTIVE' END
-                         WHERE id = ANY($1)",
-                    )
-                    .bind(&batch)
-                    .execute(&pool)
-                    .await
-                    .unwrap();
-                    committed.fetch_add(batch.len() as u64, Ordering::Relaxed);
-                }
-                started.elapsed()
+        // Two connections commit the changes, each on its own half of the leads.
+        let generators: Vec<_> = ids
+            .chunks(ids.len() / WRITERS)
+            .map(|half| {
+                let (pool, half, committed) = (pool.clone(), half.to_vec(), committed.clone());
+                tokio::spawn(async move {
+                    let mut next = 0;
+                    while committed.load(Ordering::Relaxed) < changes {
+                        let batch: Vec<i64> = (0..per_statement)
+                            .map(|k| half[(next + k) % half.len()])
+                            .collect();
+                        next += batch.len();
+                        sqlx::query(
+                            "UPDATE leads SET status = CASE WHEN status = 'ACTIVE' THEN 'REGISTERED' ELSE 'ACTIVE' END
+                             WHERE id = ANY($1)",
+                        )
+                        .bind(&batch)
+                        .execute(&pool)
+                        .await
+                        .unwrap();
+                        committed.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    }
+                    started.elapsed()
+                })
             })
-        };
+            .collect();
         // Sample every 100 ms: committed, still in the outbox, visible in the projection.
         let mut points = Vec::new();
         let mut max_backlog = 0;
         loop {
             tokio::time::sleep(Duration::from_millis(100)).await;
+            // Read before `done`: once finished, `done` is the final count.
+            let finished = generators.iter().all(|g| g.is_finished());
             let done = committed.load(Ordering::Relaxed) as i64;
             let (outbox, sequence): (i64, i64) = sqlx::query_as(
                 "SELECT (SELECT count(*) FROM followup_outbox),
@@ -87,7 +93,7 @@ async fn bench_pipeline_end_to_end() {
                 done - outbox,
                 projected
             ]));
-            if projected >= changes as i64 {
+            if finished && projected >= done {
                 break;
             }
             assert!(
@@ -96,7 +102,11 @@ async fn bench_pipeline_end_to_end() {
             );
         }
         let total = started.elapsed().as_secs_f64();
-        let commit_secs = generator.await.unwrap().as_secs_f64();
+        let mut commit_secs: f64 = 0.0;
+        for generator in generators {
+            commit_secs = commit_secs.max(generator.await.unwrap().as_secs_f64());
+        }
+        let changes = committed.load(Ordering::Relaxed);
         let (rate, commit_rate) = (changes as f64 / total, changes as f64 / commit_secs);
         println!(
             "run {run}: {changes} changes committed in {commit_secs:.2} s ({commit_rate:.0}/s), all projected after {total:.2} s ({rate:.0}/s), max backlog {max_backlog} (load average {})",

@@ -85,7 +85,7 @@ for b in "${selected[@]}"; do
   run_bench "$b" 2>&1 | tee "$work/$b.log" || log "benchmark $b FAILED (see $work/$b.log)"
   # The JSON lines the benchmark printed, plus when and under which load it ran.
   {
-    grep '^{"bench"' "$work/$b.log" || true
+    grep -E '^\{.*"bench":' "$work/$b.log" || true
     printf '{"bench":"_meta","name":"%s","started":"%s","seconds":%s,"load_start":%s,"load_end":%s}\n' \
       "$b" "$started" "$(($(date +%s) - t0))" "$load_start" "$(cut -d' ' -f1 /proc/loadavg)"
   } >"$work/$b.jsonl"

@@ -19,11 +19,11 @@ FIGURES = {
     "projector": ("Projector: events applied and committed", (">=", 25000),
                   "bare fetch → batch insert → ack loop", (">=", 0.7)),
     "pipeline_rate": ("Pipeline end to end: lead changes committed → visible in the projection",
-                      None, "commit rate of the changes (two connections)", None),
+                      None, "commit rate of the changes, two connections", None),
     "pipeline_max_backlog": ("Pipeline end to end: largest backlog (committed, not projected)",
                              None, None, None),
     "latency_p50": ("Change → SSE frame at 1000 changes/s, p50", ("<=", 10),
-                    "commit → projector's notice (projection committed)", None),
+                    "commit → projector's notice", None),
     "latency_p95": ("Change → SSE frame at 1000 changes/s, p95", None,
                     "commit → projector's notice", None),
     "latency_p99": ("Change → SSE frame at 1000 changes/s, p99", ("<=", 50),
@@ -287,8 +287,8 @@ def markdown(date, mach, rows, meta, chart_files):
         target = f"{sym[r['target'][0]]} {r['target'][1]:,}".replace(",", " ") if r["target"] else "–"
         if r["ratio_target"]:
             target += f"; ratio {sym[r['ratio_target'][0]]} {r['ratio_target'][1]}"
-        base = f"{fmt(r['baseline_median'])} ({r['baseline_label']})" if r["baseline_label"] else "–"
-        ratio = f"{r['ratio_median']:.2f}" if r["ratio_median"] is not None else "–"
+        base = f"{fmt(r['baseline_median'])}: {r['baseline_label']}" if r["baseline_label"] else "–"
+        ratio = fmt(r["ratio_median"]) if r["ratio_median"] is not None else "–"
         met = {True: "**yes**", False: "**no**", None: "–"}[r["met"]]
         lines.append(f"| {r['label']} | {target} | **{fmt(r['median'])}** {r['unit']} | "
                      f"{fmt(r['min'])} – {fmt(r['max'])} | {len(r['runs'])} | {base} | {ratio} | {met} |")

@@ -115,8 +115,9 @@ async fn connect_clients(
                 buffer.extend_from_slice(&chunk[..read]);
             }
             drop(permit);
+            // Before reporting ready: the first round may start right after.
+            let mut seen = needle.borrow_and_update().0;
             let _ = ready.send(());
-            let mut seen = needle.borrow().0;
             buffer.clear();
             loop {
                 let read = match socket.read(&mut chunk).await {

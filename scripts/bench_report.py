@@ -234,7 +234,8 @@ def charts(series, out, date):
         lines = [(f"run {r['run']}", cdf(r["ms"]), COLORS[i % 6]) for i, r in enumerate(fan)]
         svg = svg_chart("10 000 SSE clients: when each got the frame after one change (CDF)",
                         "ms after the commit", "% of clients", lines,
-                        vlines=[(250, "target")], ymax=100)
+                        vlines=[(250, "target")], ymax=100,
+                        xmax=max([260] + [v for r in fan for v in r["ms"]]))
         made.append(("Fan-out", f"{date}-fanout-cdf.svg", svg))
     tl = series.get("pipeline_timeline", [])
     if tl:

@@ -14,6 +14,9 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
 /// Our own bookkeeping table, so a CRM database that itself uses sqlx keeps its history apart.
 pub const MIGRATIONS_TABLE: &str = "_followup_migrations";
 
+/// A pooled connection idle at least this long is pinged before it is handed out.
+const IDLE_PING_AFTER: Duration = Duration::from_secs(1);
+
 /// Connects to Postgres, retrying with backoff until it answers or `shutdown` fires, so a
 /// service started before its database waits instead of crash-looping.
 pub async fn connect_database(
@@ -26,6 +29,18 @@ pub async fn connect_database(
         let attempt = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(10))
+            // sqlx pings every connection before handing it out: one more round trip per
+            // request or batch. A connection in steady use is known alive; only one that sat
+            // idle for a while (the database may have restarted meanwhile) is pinged.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= IDLE_PING_AFTER {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect(url)
             .await;
         match attempt {

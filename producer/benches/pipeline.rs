@@ -7,7 +7,9 @@
 //!    writing to a file.
 //!
 //! Environment: `BENCH_EVENTS` (default 200000), `BENCH_LEADS` (1000000), `BENCH_DUE` (100000),
-//! `BENCH_REPEAT` (3). Needs Postgres (TEST_DATABASE_URL) and the `nats-server` binary.
+//! `BENCH_REPEAT` (3), `BENCH_ONLY` (`relay` or `run`: only that part). Needs Postgres
+//! (TEST_DATABASE_URL) and the `nats-server` binary. Besides the text, every measured figure is
+//! printed as a JSON line (`{"bench": …}`) for `scripts/bench.sh`.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -213,11 +215,41 @@ fn tempfile_dir() -> std::path::PathBuf {
     dir
 }
 
+/// One figure of one run as a JSON line, beside the baseline measured in the same run.
+fn emit(figure: &str, run: usize, value: f64, unit: &str, baseline: Option<f64>) {
+    let record = serde_json::json!({
+        "bench": figure, "figure": figure, "run": run, "value": value, "unit": unit,
+        "baseline": baseline,
+    });
+    println!("{record}");
+}
+
 #[tokio::main]
 async fn main() {
     let n = env_usize("BENCH_EVENTS", 200_000);
     let repeat = env_usize("BENCH_REPEAT", 3).max(1);
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    if only != "run" {
+        bench_relays(n, repeat).await;
+    }
+    if only != "relay" {
+        let leads = env_usize("BENCH_LEADS", 1_000_000);
+        let due = env_usize("BENCH_DUE", 100_000);
+        println!("## Producer run: {leads} leads, {due} due for T+3, log mailer to a file");
+        for run in 0..repeat {
+            let (secs, sent) = bench_run(leads, due).await;
+            println!(
+                "run {run}: {secs:.2} s for {sent} follow-ups ({:.0} follow-ups/s); target ≤ 20 s",
+                sent as f64 / secs
+            );
+            emit("producer_run_s", run, secs, "s", None);
+        }
+    }
+}
+
+async fn bench_relays(n: usize, repeat: usize) {
     let nats = NatsServer::start();
+    nats.skip_catalog_check("benchmark: the integration tests validate events against the catalog; here it would only lengthen the run");
     let client = async_nats::connect(nats.url()).await.unwrap();
     let js = jetstream::ContextBuilder::new()
         .timeout(Duration::from_secs(10))
@@ -230,9 +262,10 @@ async fn main() {
         RelayConfig::default().window
     );
     let (mut relay, mut raw) = (Vec::new(), Vec::new());
-    for _ in 0..repeat {
+    for run in 0..repeat {
         relay.push(bench_relay(&db, &js, n).await);
         raw.push(bench_raw(&db, &js, n, 4096).await);
+        emit("relay", run, relay[run], "events/s", Some(raw[run]));
     }
     let (r_min, r_max) = spread(&relay);
     let (b_min, b_max) = spread(&raw);
@@ -246,14 +279,5 @@ async fn main() {
     println!(
         "ratio relay/raw: {:.2}   targets: ≥ 50000 events/s and ≥ 0.50",
         r / b
-    );
-
-    let leads = env_usize("BENCH_LEADS", 1_000_000);
-    let due = env_usize("BENCH_DUE", 100_000);
-    println!("## Producer run: {leads} leads, {due} due for T+3, log mailer to a file");
-    let (secs, sent) = bench_run(leads, due).await;
-    println!(
-        "run: {secs:.2} s for {sent} follow-ups ({:.0} follow-ups/s); target ≤ 20 s",
-        sent as f64 / secs
     );
 }

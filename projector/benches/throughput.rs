@@ -9,7 +9,8 @@
 //!   acked (inbox, lead states, deliveries, scope counters, runs, all committed).
 //!
 //! BENCH_ROUNDS (default 3) alternates both loops. Prints events/s of both and their ratio per
-//! round and the medians. No timing assertions: the figures go to BENCH.md.
+//! round and the medians, and each round as a JSON line (`{"bench": "projector", …}`) for
+//! `scripts/bench.sh`. No timing assertions.
 
 use std::time::{Duration, Instant};
 
@@ -35,10 +36,15 @@ fn env_usize(name: &str, default: usize) -> usize {
 
 #[tokio::main]
 async fn main() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        // e.g. RUST_LOG=followup_projector::apply=debug: the phase times of every batch.
+        followup_infra::telemetry::init_tracing();
+    }
     let events = env_usize("BENCH_EVENTS", 100_000);
     let batch = env_usize("BENCH_BATCH", 5000);
     let rounds = env_usize("BENCH_ROUNDS", 3);
     let nats = NatsServer::start();
+    nats.skip_catalog_check("benchmark: the integration tests validate events against the catalog; here it would only lengthen the run");
     let client = async_nats::connect(nats.url()).await.unwrap();
     let js = jetstream::new(client.clone());
     followup_infra::ensure_stream(&js).await.unwrap();
@@ -71,6 +77,11 @@ async fn main() {
             "round {round}: bare loop {b:>8.0} events/s, projector {p:>8.0} events/s, ratio {:.2}",
             p / b
         );
+        let record = serde_json::json!({
+            "bench": "projector", "figure": "projector", "run": round, "value": p,
+            "unit": "events/s", "baseline": b,
+        });
+        println!("{record}");
         bare.push(b);
         projector.push(p);
         ratios.push(p / b);

@@ -13,7 +13,7 @@ use crate::dead_letters::insert_dead_letter;
 use crate::fold::{Outcome, fold_events};
 use crate::parse::{InboundMessage, ParsedBatch, Slot, parse_batch};
 use crate::store::{insert_inbox_ids, load_lead_records};
-use crate::write::write_plan;
+use crate::write::{Progress, write_plan};
 
 /// Advisory lock held by every transaction that writes the live projection, and by the swap at
 /// the end of `rebuild`: while a swap runs, `serve` waits.
@@ -90,8 +90,11 @@ pub async fn apply_parsed(
             insert_dead_letter(conn, message, reason).await?;
         }
     }
+    // Phase times go to the debug log: where a batch's time goes (see projector/BENCH.md).
+    let started = std::time::Instant::now();
     let ids: Vec<_> = parsed.iter().map(|(id, _, _)| *id).collect();
     let new: HashSet<_> = insert_inbox_ids(conn, &ids).await?.into_iter().collect();
+    let inbox = started.elapsed();
     let fresh: Vec<(DateTime<Utc>, &LeadEvent)> = parsed
         .iter()
         .filter(|(id, _, _)| new.contains(id))
@@ -99,8 +102,37 @@ pub async fn apply_parsed(
         .collect();
     let lead_ids: Vec<i64> = fresh.iter().filter_map(|(_, e)| lead_id(e)).collect();
     let (records, stored) = load_lead_records(conn, &lead_ids).await?;
+    let load = started.elapsed();
     let (fresh_outcomes, plan) = fold_events(&fresh, records, tz);
-    write_plan(conn, &plan, &stored).await?;
+    let fold = started.elapsed();
+    let last_event_at = fresh.iter().map(|(at, _)| *at).max();
+    let last_sequence = messages
+        .iter()
+        .map(|m| m.stream_sequence)
+        .max()
+        .unwrap_or(0);
+    // The writes and the progress in one statement; it refuses to mix day keys of two zones.
+    let progress = Progress {
+        time_zone: tz.name(),
+        last_sequence: i64::try_from(last_sequence).unwrap_or(i64::MAX),
+        last_event_at,
+    };
+    let stored_zone = write_plan(conn, &plan, &stored, &progress).await?;
+    let write = started.elapsed();
+    tracing::debug!(
+        events = parsed.len(),
+        inbox_ms = inbox.as_secs_f64() * 1e3,
+        load_ms = (load - inbox).as_secs_f64() * 1e3,
+        fold_ms = (fold - load).as_secs_f64() * 1e3,
+        write_ms = (write - fold).as_secs_f64() * 1e3,
+        "batch phases"
+    );
+    if stored_zone != tz.name() {
+        return Err(ApplyError::TimeZoneMismatch {
+            stored: stored_zone,
+            configured: tz.name().to_owned(),
+        });
+    }
 
     // Merge the outcomes of the fresh events back into message order.
     let mut fresh_outcomes = fresh_outcomes.into_iter();
@@ -115,13 +147,6 @@ pub async fn apply_parsed(
             Slot::Event(_) => (*label, Outcome::Duplicate),
         })
         .collect();
-    let last_event_at = fresh.iter().map(|(at, _)| *at).max();
-    let last_sequence = messages
-        .iter()
-        .map(|m| m.stream_sequence)
-        .max()
-        .unwrap_or(0);
-    record_progress(conn, tz, last_sequence, last_event_at).await?;
     Ok(BatchReport {
         outcomes,
         users: plan.users.into_iter().collect(),
@@ -149,33 +174,4 @@ fn lead_id(event: &LeadEvent) -> Option<i64> {
         LeadEvent::Sent(s) => Some(s.lead_id),
         LeadEvent::Failed(_) | LeadEvent::Processed(_) => None,
     }
-}
-
-/// Records how far the projection got, and refuses to mix day keys of two time zones.
-async fn record_progress(
-    conn: &mut PgConnection,
-    tz: Tz,
-    last_sequence: u64,
-    last_event_at: Option<DateTime<Utc>>,
-) -> Result<(), ApplyError> {
-    let stored: String = sqlx::query_scalar(
-        "INSERT INTO projection_state (id, time_zone, last_stream_sequence, last_event_at) \
-         VALUES (TRUE, $1, $2, $3) ON CONFLICT (id) DO UPDATE SET \
-           last_stream_sequence = \
-             GREATEST(projection_state.last_stream_sequence, EXCLUDED.last_stream_sequence), \
-           last_event_at = GREATEST(projection_state.last_event_at, EXCLUDED.last_event_at) \
-         RETURNING time_zone",
-    )
-    .bind(tz.name())
-    .bind(i64::try_from(last_sequence).unwrap_or(i64::MAX))
-    .bind(last_event_at)
-    .fetch_one(conn)
-    .await?;
-    if stored != tz.name() {
-        return Err(ApplyError::TimeZoneMismatch {
-            stored,
-            configured: tz.name().to_owned(),
-        });
-    }
-    Ok(())
 }

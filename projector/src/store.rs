@@ -47,47 +47,51 @@ pub(crate) async fn insert_inbox_ids(
 }
 
 /// Loads the stored records (state and deliveries) of these leads, and which of them have a row.
+/// One round trip: the lead rows and the delivery rows come as one result (a delivery row has a
+/// `kind`, a lead row has none).
 pub(crate) async fn load_lead_records(
     conn: &mut PgConnection,
     lead_ids: &[i64],
 ) -> sqlx::Result<(HashMap<i64, LeadRecord>, HashSet<i64>)> {
     let rows = sqlx::query(
         "SELECT lead_id, sequence, owner_user_id, collaborator_user_ids, status, registered_at, \
-         clock_stopped_at, t3_sent, t7_sent, deleted, changed_at \
-         FROM projection_leads WHERE lead_id = ANY($1)",
+           clock_stopped_at, t3_sent, t7_sent, deleted, changed_at, \
+           NULL::text AS kind, NULL::timestamptz AS sent_at, NULL::text AS run_id \
+         FROM projection_leads WHERE lead_id = ANY($1) \
+         UNION ALL \
+         SELECT lead_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
+           kind, sent_at, run_id \
+         FROM projection_deliveries WHERE lead_id = ANY($1) \
+         ORDER BY lead_id, kind NULLS FIRST",
     )
     .bind(lead_ids)
     .fetch_all(&mut *conn)
     .await?;
     let mut records = HashMap::with_capacity(rows.len());
+    let mut stored = HashSet::with_capacity(rows.len());
     for row in rows {
-        let state = LeadState {
-            sequence: row.try_get("sequence")?,
-            owner_user_id: row.try_get("owner_user_id")?,
-            collaborator_user_ids: row.try_get("collaborator_user_ids")?,
-            status: row.try_get("status")?,
-            registered_at: row.try_get("registered_at")?,
-            clock_stopped_at: row.try_get("clock_stopped_at")?,
-            t3_sent: row.try_get("t3_sent")?,
-            t7_sent: row.try_get("t7_sent")?,
-            deleted: row.try_get("deleted")?,
-            changed_at: row.try_get("changed_at")?,
+        let lead_id: i64 = row.try_get("lead_id")?;
+        let kind: Option<String> = row.try_get("kind")?;
+        let Some(kind) = kind else {
+            let state = LeadState {
+                sequence: row.try_get("sequence")?,
+                owner_user_id: row.try_get("owner_user_id")?,
+                collaborator_user_ids: row.try_get("collaborator_user_ids")?,
+                status: row.try_get("status")?,
+                registered_at: row.try_get("registered_at")?,
+                clock_stopped_at: row.try_get("clock_stopped_at")?,
+                t3_sent: row.try_get("t3_sent")?,
+                t7_sent: row.try_get("t7_sent")?,
+                deleted: row.try_get("deleted")?,
+                changed_at: row.try_get("changed_at")?,
+            };
+            stored.insert(lead_id);
+            records
+                .entry(lead_id)
+                .or_insert_with(LeadRecord::unknown)
+                .state = state;
+            continue;
         };
-        let lead_id: i64 = row.try_get("lead_id")?;
-        let deliveries = Vec::new();
-        records.insert(lead_id, LeadRecord { state, deliveries });
-    }
-    let stored: HashSet<i64> = records.keys().copied().collect();
-    let rows = sqlx::query(
-        "SELECT lead_id, kind, sent_at, run_id FROM projection_deliveries \
-         WHERE lead_id = ANY($1) ORDER BY lead_id, kind",
-    )
-    .bind(lead_ids)
-    .fetch_all(&mut *conn)
-    .await?;
-    for row in rows {
-        let lead_id: i64 = row.try_get("lead_id")?;
-        let kind: String = row.try_get("kind")?;
         let delivery = Delivery {
             kind: FollowupKind::parse(&kind).unwrap_or(FollowupKind::T3),
             sent_at: row.try_get("sent_at")?,

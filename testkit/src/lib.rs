@@ -23,7 +23,8 @@ pub fn admin_database_url() -> String {
 }
 
 /// A uniquely named, migrated database. Test databases are named `followup_test_*`; `.ci/run`
-/// drops leftovers before a run.
+/// drops leftovers before a run. `FOLLOWUP_TEST_DB_PREFIX` replaces `followup_test` (the
+/// benchmark suite uses `followup_bench`, so a test run beside it does not drop its databases).
 pub struct TestDb {
     pub name: String,
     pub url: String,
@@ -34,7 +35,11 @@ impl TestDb {
     /// Creates and migrates a new database.
     pub async fn new() -> TestDb {
         let admin_url = admin_database_url();
-        let name = format!("followup_test_{}", uuid::Uuid::new_v4().simple());
+        let prefix = std::env::var("FOLLOWUP_TEST_DB_PREFIX")
+            .ok()
+            .filter(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+            .unwrap_or_else(|| "followup_test".to_owned());
+        let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
         let admin = PgPoolOptions::new()
             .max_connections(1)
             .connect(&admin_url)

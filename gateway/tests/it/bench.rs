@@ -15,21 +15,11 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
+use crate::bench_util::{emit_figure, load_average, percentile, runs};
 use crate::browser::{Driver, artifacts_dir, browser_ready};
 use crate::support::{Auth, SseClient, Stack, insert_lead, token};
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
-}
-
-fn summary(label: &str, mut samples: Vec<f64>) {
+fn summary(label: &str, mut samples: Vec<f64>) -> f64 {
     samples.sort_by(f64::total_cmp);
     let mean = samples.iter().sum::<f64>() / samples.len() as f64;
     println!(
@@ -42,6 +32,7 @@ fn summary(label: &str, mut samples: Vec<f64>) {
         mean,
         load_average()
     );
+    percentile(&samples, 50.0)
 }
 
 fn changes() -> usize {
@@ -144,6 +135,7 @@ async fn bench_push_latency() {
         .unwrap_or(20);
     println!("SSE_COALESCE_MS={coalesce}");
     let stack = Stack::start_with(|c| c.sse_coalesce_ms = coalesce).await;
+    stack.nats.skip_catalog_check("benchmark: the integration tests validate events against the catalog; here it would only lengthen the run");
     let admin = token("boss", &["admin"]);
     let lead = insert_lead(&stack.db.pool, "u1", &[], Utc::now()).await;
     stack
@@ -189,56 +181,107 @@ fn run_tool(program: &str, args: &[String]) -> Option<String> {
     }
 }
 
+/// `oha` at a fixed rate, open loop with latency correction: (requests/s answered 200, p50 and
+/// p99 in ms).
+fn oha_fixed_rate(url: &str, auth: &str, secs: &str, rate: &str) -> Option<(f64, f64, f64)> {
+    let args: Vec<String> = [
+        "--no-tui",
+        "--output-format",
+        "json",
+        "-z",
+        secs,
+        "-q",
+        rate,
+        "-c",
+        "32",
+        "--latency-correction",
+        "-H",
+        auth,
+        url,
+    ]
+    .iter()
+    .map(|a| (*a).to_owned())
+    .collect();
+    let out = run_tool("oha", &args)?;
+    let Some(start) = out.find('{') else {
+        println!("oha printed no report: {out}");
+        return None;
+    };
+    let report: serde_json::Value = match serde_json::from_str(&out[start..]) {
+        Ok(report) => report,
+        Err(err) => {
+            println!("oha output not understood ({err}): {out}");
+            return None;
+        }
+    };
+    let ms = |key: &str| {
+        report["latencyPercentiles"][key]
+            .as_f64()
+            .unwrap_or(f64::NAN)
+            * 1000.0
+    };
+    let ok = report["statusCodeDistribution"]["200"]
+        .as_f64()
+        .unwrap_or(0.0);
+    let total = report["summary"]["total"].as_f64().unwrap_or(f64::NAN);
+    Some((ok / total, ms("p50"), ms("p99")))
+}
+
+/// `GET /api/followup/metrics` at a fixed 5000 requests/s from `oha`; baseline: `/healthz` of
+/// the same server at the same rate (HTTP, loopback and the load generator alone).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark"]
 async fn bench_metrics_endpoint() {
     let stack = Stack::start().await;
+    stack.nats.skip_catalog_check("benchmark: the integration tests validate events against the catalog; here it would only lengthen the run");
     seed_leads(&stack, 100, 100).await;
-    let url = stack.url("/api/followup/metrics?owner=u7");
-    let auth = format!("Authorization: Bearer {}", token("boss", &["manager"]));
-    let (status, body) = stack
-        .get_json(
-            "/api/followup/metrics?owner=u7",
-            Some(&token("boss", &["manager"])),
-        )
-        .await;
+    let path = "/api/followup/metrics?owner=u7";
+    let manager = token("boss", &["manager"]);
+    let (status, body) = stack.get_json(path, Some(&manager)).await;
     println!("probe: {status} {body}");
-    println!("load average before: {}", load_average());
+    let auth = format!("Authorization: Bearer {manager}");
     let secs = std::env::var("BENCH_SECONDS").unwrap_or_else(|_| "10".into());
-    if let Some(out) = run_tool(
-        "wrk",
-        &[
-            "-t2".into(),
-            "-c32".into(),
-            format!("-d{secs}s"),
-            "--latency".into(),
-            "-H".into(),
-            auth.clone(),
-            url.clone(),
-        ],
-    ) {
-        println!("--- wrk (closed loop, 2 threads, 32 connections) ---\n{out}");
+    let rate = std::env::var("BENCH_RPS").unwrap_or_else(|_| "5000".into());
+    for run in 0..runs() {
+        println!("load average before run {run}: {}", load_average());
+        let Some((ok_rps, p50, p99)) =
+            oha_fixed_rate(&stack.url(path), &auth, &format!("{secs}s"), &rate)
+        else {
+            return;
+        };
+        let Some((_, base_p50, base_p99)) =
+            oha_fixed_rate(&stack.url("/healthz"), &auth, &format!("{secs}s"), &rate)
+        else {
+            return;
+        };
+        println!(
+            "run {run}: oha -q {rate}: {ok_rps:.0} req/s answered 200, p50 {p50:.2} ms, p99 {p99:.2} ms; /healthz p50 {base_p50:.2} ms, p99 {base_p99:.2} ms (load average {})",
+            load_average()
+        );
+        emit_figure("json_p99_ms", run, p99, "ms", Some(base_p99));
+        emit_figure("json_p50_ms", run, p50, "ms", Some(base_p50));
+        emit_figure("json_rps", run, ok_rps, "req/s (200)", None);
     }
-    if let Some(out) = run_tool(
-        "oha",
-        &[
-            "--no-tui".into(),
-            "-z".into(),
-            format!("{secs}s"),
-            "-q".into(),
-            "5000".into(),
-            "-c".into(),
-            "32".into(),
-            "--latency-correction".into(),
-            "-H".into(),
-            auth,
-            url,
-        ],
-    ) {
-        println!("--- oha (open loop at 5000 req/s, 32 connections, latency-corrected) ---\n{out}");
+    if std::env::var_os("BENCH_WRK").is_some()
+        && let Some(out) = run_tool(
+            "wrk",
+            &[
+                "-t2".into(),
+                "-c32".into(),
+                format!("-d{secs}s"),
+                "--latency".into(),
+                "-H".into(),
+                auth.clone(),
+                stack.url(path),
+            ],
+        )
+    {
+        println!("--- wrk (closed loop, 2 threads, 32 connections) ---\n{out}");
     }
 }
 
+/// The page's `followup:first-figures` mark in headless Chromium, 30 loads per run; baseline:
+/// the browser's own first contentful paint of the same loads.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark"]
 async fn bench_widget_first_figures() {
@@ -246,58 +289,46 @@ async fn bench_widget_first_figures() {
         return;
     }
     let stack = Stack::start().await;
+    stack.nats.skip_catalog_check("benchmark: the integration tests validate events against the catalog; here it would only lengthen the run");
     seed_leads(&stack, 10, 10).await;
     let admin = token("boss", &["admin"]);
-    let mut driver = Driver::spawn(
-        &stack,
-        &admin,
-        &artifacts_dir().join("bench-unused.png"),
-        30,
-    );
-    let result = driver.expect("BENCH").await;
-    driver.finish().await;
-    let samples: Vec<f64> = result["samples"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap())
-        .collect();
-    println!("first-figures samples (ms): {samples:?}");
-    println!(
-        "timings of the first and last run: {} / {}",
-        result["breakdown"][0],
-        result["breakdown"][samples.len() - 1]
-    );
-    summary(
-        "widget first figures after navigation start (Performance API)",
-        samples[1..].to_vec(),
-    );
-    println!(
-        "(first navigation, with a cold browser: {:.1} ms)",
-        samples[0]
-    );
-    // What the browser itself needs here, for comparison: its first paint of the page.
-    let runs = &result["breakdown"].as_array().unwrap()[1..];
-    let of = |key: &str| -> Vec<f64> {
-        runs.iter()
-            .filter_map(|b| b.pointer(key).and_then(serde_json::Value::as_f64))
-            .collect()
-    };
-    summary("  HTML response end", of("/responseEnd"));
-    summary("  DOM interactive", of("/domInteractive"));
-    summary(
-        "  browser's first contentful paint",
-        of("/paint/first-contentful-paint"),
-    );
-    let fetch_ms: Vec<f64> = runs
-        .iter()
-        .filter_map(|b| {
-            let r = b["resources"]
-                .as_array()?
-                .iter()
-                .find(|r| r[0] == "/api/followup/metrics")?;
-            Some(r[2].as_f64()? - r[1].as_f64()?)
-        })
-        .collect();
-    summary("  figures fetch (request start → response end)", fetch_ms);
+    for run in 0..runs() {
+        let mut driver = Driver::spawn(
+            &stack,
+            &admin,
+            &artifacts_dir().join("bench-unused.png"),
+            30,
+        );
+        let result = driver.expect("BENCH").await;
+        driver.finish().await;
+        let samples: Vec<f64> = result["samples"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        println!("first-figures samples (ms): {samples:?}");
+        let figures = summary(
+            "widget first figures after navigation start (Performance API)",
+            samples[1..].to_vec(),
+        );
+        println!(
+            "(first navigation, with a cold browser: {:.1} ms)",
+            samples[0]
+        );
+        // What the browser itself needs here, for comparison: its first paint of the page.
+        let runs = &result["breakdown"].as_array().unwrap()[1..];
+        let of = |key: &str| -> Vec<f64> {
+            runs.iter()
+                .filter_map(|b| b.pointer(key).and_then(serde_json::Value::as_f64))
+                .collect()
+        };
+        summary("  HTML response end", of("/responseEnd"));
+        summary("  DOM interactive", of("/domInteractive"));
+        let paint = summary(
+            "  browser's first contentful paint",
+            of("/paint/first-contentful-paint"),
+        );
+        emit_figure("widget_ms", run, figures, "ms", Some(paint));
+    }
 }

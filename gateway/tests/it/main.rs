@@ -4,6 +4,10 @@
 mod api_doc;
 mod attacks;
 mod bench;
+mod bench_fanout;
+mod bench_metrics;
+mod bench_pipeline;
+mod bench_util;
 mod browser;
 mod cross_user;
 mod ops;

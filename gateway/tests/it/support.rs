@@ -23,6 +23,9 @@ pub struct Stack {
     pub db: TestDb,
     pub nats: NatsServer,
     pub addr: SocketAddr,
+    /// `/metrics` of the in-process projector and of the relay (producer metrics).
+    pub projector_ops: SocketAddr,
+    pub relay_ops: SocketAddr,
     pub http: reqwest::Client,
     /// Stops the gateway.
     pub shutdown: CancellationToken,
@@ -47,6 +50,15 @@ impl Stack {
         let client = async_nats::connect(nats.url()).await.expect("nats");
         let js = jetstream::new(client);
         followup_infra::ensure_stream(&js).await.expect("stream");
+        let relay_metrics = ProducerMetrics::new();
+        let relay_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let relay_ops = relay_listener.local_addr().unwrap();
+        tokio::spawn(followup_infra::serve_ops(
+            relay_listener,
+            relay_metrics.registry.clone(),
+            followup_infra::Readiness::default(),
+            pipeline.clone(),
+        ));
         tokio::spawn(run_relay_until_stopped(
             db.pool.clone(),
             js,
@@ -54,13 +66,14 @@ impl Stack {
                 idle_poll: Duration::from_millis(200),
                 ..RelayConfig::default()
             },
-            ProducerMetrics::new(),
+            relay_metrics,
             pipeline.clone(),
         ));
 
         let mut projector = followup_projector::Config::new(db.url.clone(), nats.url());
         projector.fetch_wait_ms = 100;
         let ops = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let projector_ops = ops.local_addr().unwrap();
         tokio::spawn(followup_projector::run_projector_until_stopped(
             projector,
             ops,
@@ -81,6 +94,8 @@ impl Stack {
             db,
             nats,
             addr,
+            projector_ops,
+            relay_ops,
             http,
             shutdown,
             pipeline,

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# The benchmark suite (issue 7): every benchmark, each figure beside a baseline measured in the
+# same run, BENCH_RUNS runs each (median and spread), results as Markdown, JSON and SVG charts in
+# bench/results/<date>.{md,json} and bench/results/latest.md.
+#
+#   ./scripts/bench.sh                 # all: relay projector pipeline latency fanout json widget producer metrics
+#   ./scripts/bench.sh latency fanout  # only these (the report keeps the other benches' last samples of the day)
+#
+# Env: BENCH_RUNS (3); BENCH_QUICK=1 for small sizes (trying the suite, not for figures);
+# BENCH_OUT (bench/results). Needs PostgreSQL (TEST_DATABASE_URL), nats-server, Chromium + node
+# for the widget, and oha (installed with `cargo install --locked oha` when missing). Run it on a
+# quiet machine: every figure moves with the load average, which the report prints per bench.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/services.sh
+
+ALL=(relay projector pipeline latency fanout json widget producer metrics)
+if [ $# -gt 0 ]; then selected=("$@"); else selected=("${ALL[@]}"); fi
+for b in "${selected[@]}"; do
+  [[ " ${ALL[*]} " == *" $b "* ]] || die "unknown benchmark '$b' (known: ${ALL[*]})"
+done
+
+ensure_rust
+ensure_postgres
+ensure_nats_binary
+if [[ " ${selected[*]} " == *" widget "* ]]; then ensure_browser; fi
+if [[ " ${selected[*]} " == *" json "* ]] && ! command -v oha >/dev/null; then
+  log "installing oha (the fixed-rate HTTP load generator) from crates.io"
+  cargo install --locked --quiet oha || die "cargo install --locked oha failed"
+fi
+
+RUNS=${BENCH_RUNS:-3}
+export BENCH_RUNS=$RUNS BENCH_REPEAT=$RUNS BENCH_ROUNDS=$RUNS
+# Databases of the suite are not `followup_test_*`, which test runs drop as leftovers.
+export FOLLOWUP_TEST_DB_PREFIX=followup_bench
+unset RUST_LOG
+if [ -n "${BENCH_QUICK:-}" ]; then
+  export BENCH_EVENTS=20000 BENCH_LEADS=100000 BENCH_DUE=10000 BENCH_PIPELINE_CHANGES=20000 \
+    BENCH_SECONDS=5 BENCH_CLIENTS=1000
+fi
+# Fan-out: 10 000 client sockets in the bench process and as many in the gateway's.
+ulimit -n "$(ulimit -Hn)"
+[ "$(ulimit -n)" -ge 10500 ] || log "warning: fd limit $(ulimit -n) is below what 10 000 SSE clients need"
+
+drop_bench_databases() {
+  psql "$TEST_DATABASE_URL" -Atc "select datname from pg_database where datname like 'followup_bench_%'" \
+    | while read -r db; do psql "$TEST_DATABASE_URL" -qc "drop database if exists \"$db\" with (force)"; done
+}
+drop_bench_databases
+trap drop_bench_databases EXIT
+
+date=$(date -u +%F)
+out=${BENCH_OUT:-bench/results}
+work=target/bench-suite/$date
+mkdir -p "$out" "$work"
+
+log "building the benchmarks (release)"
+cargo bench -p followup-producer -p followup-projector --no-run --quiet
+cargo test -p followup-gateway --release --test it --no-run --quiet
+
+gateway_test() {
+  cargo test -p followup-gateway --release --quiet --test it -- --ignored --nocapture \
+    --test-threads 1 --exact "$1"
+}
+
+run_bench() {
+  case "$1" in
+    relay) BENCH_ONLY=relay cargo bench -p followup-producer --bench pipeline --quiet ;;
+    producer) BENCH_ONLY=run cargo bench -p followup-producer --bench pipeline --quiet ;;
+    projector) cargo bench -p followup-projector --bench throughput --quiet ;;
+    pipeline) gateway_test bench_pipeline::bench_pipeline_end_to_end ;;
+    latency) gateway_test bench_pipeline::bench_latency_at_rate ;;
+    fanout) gateway_test bench_fanout::bench_sse_fanout ;;
+    json) gateway_test bench::bench_metrics_endpoint ;;
+    widget) gateway_test bench::bench_widget_first_figures ;;
+    metrics) gateway_test bench_metrics::bench_metrics_cost ;;
+  esac
+}
+
+for b in "${selected[@]}"; do
+  log "benchmark: $b ($RUNS runs; load average $(cut -d' ' -f1-3 /proc/loadavg))"
+  load_start=$(cut -d' ' -f1 /proc/loadavg)
+  started=$(date -u +%FT%TZ)
+  t0=$(date +%s)
+  run_bench "$b" 2>&1 | tee "$work/$b.log" || log "benchmark $b FAILED (see $work/$b.log)"
+  # The JSON lines the benchmark printed, plus when and under which load it ran.
+  {
+    grep -E '^\{.*"bench":' "$work/$b.log" || true
+    printf '{"bench":"_meta","name":"%s","started":"%s","seconds":%s,"load_start":%s,"load_end":%s}\n' \
+      "$b" "$started" "$(($(date +%s) - t0))" "$load_start" "$(cut -d' ' -f1 /proc/loadavg)"
+  } >"$work/$b.jsonl"
+done
+
+python3 scripts/bench_report.py "$work" "$out" "$date"
+log "results: $out/$date.md, $out/$date.json, $out/latest.md"

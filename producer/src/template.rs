@@ -247,6 +247,9 @@ impl Renderer {
     ) -> Result<Renderer, TemplateError> {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
+        // MiniJinja names the failing expression (`company.name`) only with debug info, which it
+        // enables by default in debug builds alone: the start-up error must name it in release too.
+        env.set_debug(true);
         for (name, source) in sources {
             env.add_template_owned(name.clone(), source)
                 .map_err(|e| TemplateError::Invalid {

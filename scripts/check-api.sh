@@ -8,6 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${TEST_DATABASE_URL:?set by scripts/services.sh}"
+source scripts/services.sh # free_port, stop_pids
 examples=${API_EXAMPLES:-50}
 out=target/check-api
 mkdir -p "$out"
@@ -15,7 +16,6 @@ db=followup_api_check
 psql "$TEST_DATABASE_URL" -q -c "set client_min_messages = warning" \
   -c "drop database if exists $db with (force)" -c "create database $db"
 export DATABASE_URL="${TEST_DATABASE_URL%/*}/$db"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 nats_dir=$(mktemp -d)
 nats_port=$(free_port)
 nats-server -a 127.0.0.1 -p "$nats_port" -js -sd "$nats_dir" >/dev/null 2>&1 &
@@ -26,14 +26,7 @@ export UNSUBSCRIBE_SECRET=api-check-unsubscribe-0123456789abcdef
 export RUST_LOG=warn FOLLOWUP_CRON="*/5 * * * * *" MAILER_LOG_FILE="$out/mails.jsonl"
 pids=()
 stop_all() {
-  kill "${pids[@]}" 2>/dev/null || true
-  for _ in $(seq 1 50); do
-    alive=0
-    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
-    [ "$alive" = 0 ] && break
-    sleep 0.2
-  done
-  kill -9 "${pids[@]}" 2>/dev/null || true
+  stop_pids "${pids[@]}"
   kill "$nats_pid" 2>/dev/null || true
   wait 2>/dev/null || true
   rm -rf "$nats_dir"

@@ -9,12 +9,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${TEST_DATABASE_URL:?set by scripts/services.sh}"
+source scripts/services.sh # free_port, stop_pids
 # Unique database and free ports: several checkouts may run this at once on one machine.
 db=followup_test_metrics_$$
 psql "$TEST_DATABASE_URL" -q -c "set client_min_messages = warning" -c "drop database if exists $db with (force)" -c "create database $db"
 export DATABASE_URL="${TEST_DATABASE_URL%/*}/$db"
 tmp=$(mktemp -d)
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 nats_port=$(free_port)
 nats-server -a 127.0.0.1 -p "$nats_port" -js -sd "$tmp/nats" >/dev/null 2>&1 &
 nats_pid=$!
@@ -24,19 +24,7 @@ export NATS_URL="nats://127.0.0.1:$nats_port" RUST_LOG=warn JWT_SECRET=metrics-c
 # Services, Prometheus and clients first (SIGTERM, then SIGKILL after 10 s), then NATS, then the
 # scratch database: a check must never hang the test command.
 stop_all() {
-  kill "${pids[@]}" 2>/dev/null || true
-  for _ in $(seq 1 50); do
-    alive=0
-    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
-    [ "$alive" = 0 ] && break
-    sleep 0.2
-  done
-  for pid in "${pids[@]}"; do
-    if kill -0 "$pid" 2>/dev/null; then
-      echo "warning: pid $pid ignored SIGTERM for 10 s; killing it" >&2
-      kill -9 "$pid" 2>/dev/null || true
-    fi
-  done
+  stop_pids "${pids[@]}"
   kill "$nats_pid" 2>/dev/null || true
   wait 2>/dev/null || true
   rm -rf "$tmp"

@@ -10,6 +10,29 @@ NATS_PORT=4222
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf '\033[31mERROR: %s\033[0m\n' "$*" >&2; exit 1; }
 
+# A loopback TCP port that was free a moment ago (for the scripts' private servers).
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# SIGTERM to every pid given, then SIGKILL (with a warning) to any still alive after 10 s: a check
+# must never hang the test command on a process that ignores SIGTERM.
+stop_pids() {
+  [ "$#" -gt 0 ] || return 0
+  kill "$@" 2>/dev/null || true
+  local alive pid
+  for _ in $(seq 1 50); do
+    alive=0
+    for pid in "$@"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [ "$alive" = 0 ] && break
+    sleep 0.2
+  done
+  for pid in "$@"; do
+    if kill -0 "$pid" 2>/dev/null; then
+      echo "warning: pid $pid ignored SIGTERM for 10 s; killing it" >&2
+      kill -9 "$pid" 2>/dev/null || true
+    fi
+  done
+}
+
 apt_install() {
   if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
     die "$1 is missing. Install it (Debian: sudo apt-get install -y $*) and run this command again."

@@ -29,7 +29,6 @@ db=followup_soak
 psql "$TEST_DATABASE_URL" -q -c "set client_min_messages = warning" \
   -c "drop database if exists $db with (force)" -c "create database $db"
 export DATABASE_URL="${TEST_DATABASE_URL%/*}/$db"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 nats_dir=$(mktemp -d)
 nats_port=$(free_port)
 nats-server -a 127.0.0.1 -p "$nats_port" -js -sd "$nats_dir" >"$out/nats.log" 2>&1 &

@@ -19,7 +19,7 @@ use sqlx::PgPool;
 
 use crate::bench_util::{
     Load, emit, emit_figure, env_usize, load_average, percentile, runs, seed_background_leads,
-    wait_projected,
+    toggle_status, wait_projected,
 };
 use crate::support::{Auth, SseClient, Stack, insert_lead, token};
 
@@ -57,14 +57,7 @@ async fn bench_pipeline_end_to_end() {
                             .map(|k| half[(next + k) % half.len()])
                             .collect();
                         next += batch.len();
-                        sqlx::query(
-                            "UPDATE leads SET status = CASE WHEN status = 'ACTIVE' THEN 'REGISTERED' ELSE 'ACTIVE' END
-                             WHERE id = ANY($1)",
-                        )
-                        .bind(&batch)
-                        .execute(&pool)
-                        .await
-                        .unwrap();
+                        toggle_status(&pool, &batch).await;
                         committed.fetch_add(batch.len() as u64, Ordering::Relaxed);
                     }
                     started.elapsed()

@@ -117,6 +117,19 @@ pub async fn wait_projected(pool: &PgPool) {
     }
 }
 
+/// Flips the status of `ids` between ACTIVE and REGISTERED in one statement: one committed
+/// follow-up-relevant change (and `lead.changed.v1`) per lead.
+pub async fn toggle_status(pool: &PgPool, ids: &[i64]) {
+    sqlx::query(
+        "UPDATE leads SET status = CASE WHEN status = 'ACTIVE' THEN 'REGISTERED' ELSE 'ACTIVE' END
+         WHERE id = ANY($1)",
+    )
+    .bind(ids)
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
 /// A steady load of lead changes: every 10 ms one statement toggles the status of the next
 /// `rate / 100` leads of `ids` (one outbox event per lead, through the CRM trigger).
 pub struct Load {
@@ -140,14 +153,7 @@ impl Load {
                 tick.tick().await;
                 let batch: Vec<i64> = (0..per_tick).map(|k| ids[(next + k) % ids.len()]).collect();
                 next += per_tick;
-                sqlx::query(
-                    "UPDATE leads SET status = CASE WHEN status = 'ACTIVE' THEN 'REGISTERED' ELSE 'ACTIVE' END
-                     WHERE id = ANY($1)",
-                )
-                .bind(&batch)
-                .execute(&pool)
-                .await
-                .unwrap();
+                toggle_status(&pool, &batch).await;
                 count.fetch_add(batch.len() as u64, Ordering::Relaxed);
             }
         });

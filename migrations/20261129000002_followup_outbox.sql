@@ -114,13 +114,6 @@ CREATE TRIGGER followup_lead_changed_del
     AFTER DELETE ON leads
     FOR EACH ROW EXECUTE FUNCTION followup_lead_changed();
 
-DROP TRIGGER IF EXISTS followup_lead_changed_upd ON leads;
-CREATE TRIGGER followup_lead_changed_upd
-    AFTER UPDATE ON leads
-    FOR EACH ROW
-    WHEN ((OLD.status, OLD.owner_user_id, OLD.collaborator_user_ids, OLD.registered_at,
-           OLD.clock_stopped_at, OLD.t3_followup_sent, OLD.t7_followup_sent)
-          IS DISTINCT FROM
-          (NEW.status, NEW.owner_user_id, NEW.collaborator_user_ids, NEW.registered_at,
-           NEW.clock_stopped_at, NEW.t3_followup_sent, NEW.t7_followup_sent))
-    EXECUTE FUNCTION followup_lead_changed();
+-- The update trigger is created by 20261202000001 (rewritten on 2026-12-02: the earlier text's
+-- WHEN clause named CRM columns, which blocks the CRM's own ALTER COLUMN ... TYPE and fails on a
+-- CRM whose follow-up columns do not exist yet).

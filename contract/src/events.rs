@@ -89,9 +89,17 @@ pub struct LeadChanged {
     pub clock_stopped_at: Option<DateTime<Utc>>,
     pub t3_sent: bool,
     pub t7_sent: bool,
+    /// The contactable rule of DESIGN.md "Domain" at the time of the change. Events written
+    /// before it was part of the contract lack it and read as `true` (they were pending then).
+    #[serde(default = "contactable_before_the_field")]
+    pub contactable: bool,
     pub deleted: bool,
     /// The outbox id: later changes of the same lead carry larger values.
     pub sequence: i64,
+}
+
+fn contactable_before_the_field() -> bool {
+    true
 }
 
 /// A decoded event payload, by type.

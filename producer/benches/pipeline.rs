@@ -151,13 +151,14 @@ async fn bench_run(leads: usize, due: usize) -> (f64, i64) {
         .unwrap();
     sqlx::query(
         "INSERT INTO leads (company_name, contact_person, email, business_type, territory_id, status,
-                            owner_user_id, registered_at, metadata)
+                            owner_user_id, registered_at, metadata, created_by)
          SELECT 'Firma ' || i, 'Kontakt ' || i, 'lead' || i || '@example.com',
-                (ARRAY['RESTAURANT','HOTEL','KANTINE','CATERING','BAECKEREI'])[1 + i % 5], 'DE',
+                (ARRAY['RESTAURANT','HOTEL','KANTINE','CATERING','SONSTIGES'])[1 + i % 5], 'DE',
                 CASE WHEN i <= $2 THEN 'ACTIVE' ELSE (ARRAY['ACTIVE','REGISTERED','CONVERTED','LOST'])[1 + i % 4] END,
                 'u' || (i % 50),
-                CASE WHEN i <= $2 THEN now() - interval '4 days' ELSE now() - interval '1 day' END,
-                '{\"emailConsent\": true}'
+                (now() AT TIME ZONE 'UTC')
+                  - CASE WHEN i <= $2 THEN interval '4 days' ELSE interval '1 day' END,
+                '{\"emailConsent\": true}', 'bench'
          FROM generate_series(1, $1::bigint) AS i",
     )
     .bind(leads as i64)

@@ -273,13 +273,15 @@ impl<'a> Sender<'a> {
     }
 }
 
-const STILL_ELIGIBLE_T3: &str = "SELECT EXISTS (SELECT 1 FROM leads WHERE id = $1
-    AND status = 'ACTIVE' AND clock_stopped_at IS NULL AND NOT t3_followup_sent
-    AND metadata -> 'emailConsent' = 'true'::jsonb AND COALESCE(btrim(email), '') <> '')";
-const STILL_ELIGIBLE_T7: &str = "SELECT EXISTS (SELECT 1 FROM leads WHERE id = $1
-    AND status = 'ACTIVE' AND clock_stopped_at IS NULL AND t3_followup_sent
-    AND NOT t7_followup_sent
-    AND metadata -> 'emailConsent' = 'true'::jsonb AND COALESCE(btrim(email), '') <> '')";
+// Read on the CRM's production schema: NULL flags as false, consent by the contactable rule
+// (`followup_contactable`, the same SQL function the claim uses).
+const STILL_ELIGIBLE_T3: &str = "SELECT EXISTS (SELECT 1 FROM leads l WHERE l.id = $1
+    AND l.status = 'ACTIVE' AND l.clock_stopped_at IS NULL AND l.t3_followup_sent IS NOT TRUE
+    AND followup_contactable(to_jsonb(l)))";
+const STILL_ELIGIBLE_T7: &str = "SELECT EXISTS (SELECT 1 FROM leads l WHERE l.id = $1
+    AND l.status = 'ACTIVE' AND l.clock_stopped_at IS NULL AND l.t3_followup_sent IS TRUE
+    AND l.t7_followup_sent IS NOT TRUE
+    AND followup_contactable(to_jsonb(l)))";
 
 /// Shared "the server is unavailable" state: one backoff for all deliveries of a run, and one
 /// probe per wait, so an outage costs one connection attempt per wait instead of one per waiting

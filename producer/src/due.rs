@@ -38,7 +38,10 @@ pub struct DueLead {
     pub business_type: Option<String>,
     pub territory_id: Option<String>,
     pub owner_user_id: Option<String>,
+    /// `leads.metadata`; a NULL reads as `{}`.
     pub metadata: serde_json::Value,
+    /// The contactable rule of DESIGN.md, evaluated by the database (`followup_contactable`).
+    pub contactable: bool,
 }
 
 impl DueLead {
@@ -47,8 +50,8 @@ impl DueLead {
         if self.email.as_deref().is_none_or(|e| e.trim().is_empty()) {
             return Some(SkipReason::NoEmail);
         }
-        if self.metadata.get("emailConsent").and_then(|v| v.as_bool()) != Some(true) {
-            return Some(SkipReason::NoConsent);
+        if !self.contactable {
+            return Some(SkipReason::NotContactable);
         }
         None
     }
@@ -58,33 +61,50 @@ impl DueLead {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SkipReason {
     NoEmail,
-    NoConsent,
+    /// No e-mail consent, consent withdrawn (GDPR fields or a `lead_consent` OPT_OUT), blocked or
+    /// erased.
+    NotContactable,
 }
 
-const CLAIM_T3: &str = "
-SELECT id, company_name, contact_person, email, business_type, territory_id, owner_user_id, metadata
+// The CRM's production schema (DESIGN.md "Domain"): flags and metadata may be NULL (read as
+// their defaults, hence IS [NOT] TRUE and COALESCE), timestamps are naive and hold UTC (compared
+// with the run clock converted to naive UTC, whatever the session's TimeZone).
+macro_rules! due_columns {
+    () => {
+        "SELECT id, company_name, contact_person, email, business_type, territory_id,
+    owner_user_id, COALESCE(metadata, '{}'::jsonb) AS metadata,
+    followup_contactable(to_jsonb(l)) AS contactable"
+    };
+}
+
+const CLAIM_T3: &str = concat!(
+    due_columns!(),
+    "
 FROM leads l
-WHERE l.status = 'ACTIVE' AND l.clock_stopped_at IS NULL AND NOT l.t7_followup_sent
-  AND NOT l.t3_followup_sent
-  AND l.registered_at <= $1 - interval '3 days'
+WHERE l.status = 'ACTIVE' AND l.clock_stopped_at IS NULL AND l.t7_followup_sent IS NOT TRUE
+  AND l.t3_followup_sent IS NOT TRUE
+  AND l.registered_at <= ($1::timestamptz AT TIME ZONE 'UTC') - interval '3 days'
   AND l.id > $2
   AND NOT EXISTS (SELECT 1 FROM followup_deliveries d WHERE d.lead_id = l.id AND d.kind = 't3')
 ORDER BY l.id
 LIMIT $3
-FOR UPDATE SKIP LOCKED";
+FOR UPDATE SKIP LOCKED"
+);
 
-const CLAIM_T7: &str = "
-SELECT id, company_name, contact_person, email, business_type, territory_id, owner_user_id, metadata
+const CLAIM_T7: &str = concat!(
+    due_columns!(),
+    "
 FROM leads l
-WHERE l.status = 'ACTIVE' AND l.clock_stopped_at IS NULL AND NOT l.t7_followup_sent
-  AND l.t3_followup_sent
-  AND l.registered_at <= $1 - interval '7 days'
+WHERE l.status = 'ACTIVE' AND l.clock_stopped_at IS NULL AND l.t7_followup_sent IS NOT TRUE
+  AND l.t3_followup_sent IS TRUE
+  AND l.registered_at <= ($1::timestamptz AT TIME ZONE 'UTC') - interval '7 days'
   AND l.id > $2
-  AND (l.last_followup_at IS NULL OR l.last_followup_at < $4)
+  AND (l.last_followup_at IS NULL OR l.last_followup_at < ($4::timestamptz AT TIME ZONE 'UTC'))
   AND NOT EXISTS (SELECT 1 FROM followup_deliveries d WHERE d.lead_id = l.id AND d.kind = 't7')
 ORDER BY l.id
 LIMIT $3
-FOR UPDATE SKIP LOCKED";
+FOR UPDATE SKIP LOCKED"
+);
 
 /// Claims up to `limit` due leads of `kind` with ids above `after`, locking them until the
 /// caller's transaction ends. `now` is the run's clock; `run_started` guards the one-per-run rule.

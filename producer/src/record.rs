@@ -31,20 +31,27 @@ pub struct FailedFollowup {
     pub attempts: i32,
 }
 
-const MARK_T3: &str =
-    "UPDATE leads SET t3_followup_sent = TRUE, followup_count = followup_count + 1,
-    last_followup_at = $2, updated_at = now() WHERE id = ANY($1)";
+// Writes as the CRM's production schema expects: naive timestamps in UTC (whatever the
+// session's TimeZone), a NULL `followup_count` read as 0, and `version` incremented, so a CRM form
+// loaded before this change fails its optimistic lock instead of silently undoing it.
+const MARK_T3: &str = "UPDATE leads SET t3_followup_sent = TRUE,
+    followup_count = COALESCE(followup_count, 0) + 1,
+    last_followup_at = $2::timestamptz AT TIME ZONE 'UTC',
+    updated_at = now() AT TIME ZONE 'UTC', version = version + 1
+    WHERE id = ANY($1)";
 // T+7 also moves the lead to REMINDER, as the CRM does; a lead the CRM moved on (converted, lost,
 // ...) while its mail was on the way keeps the CRM's status.
-const MARK_T7: &str =
-    "UPDATE leads SET t7_followup_sent = TRUE, followup_count = followup_count + 1,
-    last_followup_at = $2, reminder_sent_at = $2,
-    status = CASE WHEN status = 'ACTIVE' THEN 'REMINDER' ELSE status END, updated_at = now()
+const MARK_T7: &str = "UPDATE leads SET t7_followup_sent = TRUE,
+    followup_count = COALESCE(followup_count, 0) + 1,
+    last_followup_at = $2::timestamptz AT TIME ZONE 'UTC',
+    reminder_sent_at = $2::timestamptz AT TIME ZONE 'UTC',
+    status = CASE WHEN status = 'ACTIVE' THEN 'REMINDER' ELSE status END,
+    updated_at = now() AT TIME ZONE 'UTC', version = version + 1
     WHERE id = ANY($1)";
 
 const INSERT_ACTIVITIES: &str = "INSERT INTO lead_activities
     (lead_id, user_id, activity_type, activity_date, description, metadata)
-    SELECT id, 'SYSTEM', 'NOTE', $2, $3,
+    SELECT id, 'SYSTEM', 'NOTE', $2::timestamptz AT TIME ZONE 'UTC', $3,
            jsonb_build_object('followup_type', $4::text, 'automated', true, 'run_id', $5::text)
     FROM unnest($1::bigint[]) AS id";
 

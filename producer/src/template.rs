@@ -304,6 +304,7 @@ impl Renderer {
                             territory_id: territory.map(str::to_owned),
                             owner_user_id: None,
                             metadata: serde_json::json!({"emailConsent": true}),
+                            contactable: true,
                         };
                         let now = chrono_tz::Europe::Berlin
                             .with_ymd_and_hms(2026, month, 15, 9, 0, 0)
@@ -467,6 +468,7 @@ mod tests {
             territory_id: Some(territory.into()),
             owner_user_id: None,
             metadata: serde_json::json!({"emailConsent": true, "businessType": "KANTINE"}),
+            contactable: true,
         }
     }
 

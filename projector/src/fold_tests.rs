@@ -20,6 +20,7 @@ fn change(seq: i64, status: &str, owner: &str, collaborators: &[&str]) -> LeadEv
         clock_stopped_at: None,
         t3_sent: false,
         t7_sent: false,
+        contactable: true,
         deleted: status == "DELETED",
         sequence: seq,
     })

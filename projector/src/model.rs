@@ -23,6 +23,9 @@ pub(crate) struct LeadState {
     pub clock_stopped_at: Option<DateTime<Utc>>,
     pub t3_sent: bool,
     pub t7_sent: bool,
+    /// The contactable rule at the time of the change: a lead that will never be mailed is not
+    /// pending.
+    pub contactable: bool,
     pub deleted: bool,
     pub changed_at: Option<DateTime<Utc>>,
 }
@@ -39,6 +42,7 @@ impl LeadState {
             clock_stopped_at: None,
             t3_sent: false,
             t7_sent: false,
+            contactable: true,
             deleted: false,
             changed_at: None,
         }
@@ -55,6 +59,7 @@ impl LeadState {
             clock_stopped_at: change.clock_stopped_at,
             t3_sent: change.t3_sent,
             t7_sent: change.t7_sent,
+            contactable: change.contactable,
             deleted: change.deleted || change.status == "DELETED",
             changed_at: Some(at),
         }
@@ -64,8 +69,9 @@ impl LeadState {
         self.sequence > 0 && !self.deleted
     }
 
+    /// ACTIVE, clock running and contactable: a follow-up may still go out.
     fn clock_running_active(&self) -> bool {
-        self.status == "ACTIVE" && self.clock_stopped_at.is_none()
+        self.status == "ACTIVE" && self.clock_stopped_at.is_none() && self.contactable
     }
 
     fn pending_t3(&self) -> bool {

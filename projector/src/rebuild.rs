@@ -22,8 +22,12 @@ use crate::apply::{apply_messages, lock_projection};
 use crate::consume::{ack_all, fetch_batch, to_inbound};
 use crate::fold::Outcome;
 
-/// The projection's DDL: the migration file, run again inside the shadow schema.
-const PROJECTION_DDL: &str = include_str!("../../migrations/20261129000003_projection.sql");
+/// The projection's DDL: its migration files, run again inside the shadow schema.
+const PROJECTION_DDL: &str = concat!(
+    include_str!("../../migrations/20261129000003_projection.sql"),
+    "\n",
+    include_str!("../../migrations/20261202000004_projection_contactable.sql"),
+);
 /// Session advisory lock that keeps a second rebuild out.
 const REBUILD_LOCK_KEY: i64 = 0x4650_5052_4f4a_0002;
 

@@ -55,11 +55,11 @@ pub(crate) async fn load_lead_records(
 ) -> sqlx::Result<(HashMap<i64, LeadRecord>, HashSet<i64>)> {
     let rows = sqlx::query(
         "SELECT lead_id, sequence, owner_user_id, collaborator_user_ids, status, registered_at, \
-           clock_stopped_at, t3_sent, t7_sent, deleted, changed_at, \
+           clock_stopped_at, t3_sent, t7_sent, contactable, deleted, changed_at, \
            NULL::text AS kind, NULL::timestamptz AS sent_at, NULL::text AS run_id \
          FROM projection_leads WHERE lead_id = ANY($1) \
          UNION ALL \
-         SELECT lead_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
+         SELECT lead_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
            kind, sent_at, run_id \
          FROM projection_deliveries WHERE lead_id = ANY($1) \
          ORDER BY lead_id, kind NULLS FIRST",
@@ -82,6 +82,7 @@ pub(crate) async fn load_lead_records(
                 clock_stopped_at: row.try_get("clock_stopped_at")?,
                 t3_sent: row.try_get("t3_sent")?,
                 t7_sent: row.try_get("t7_sent")?,
+                contactable: row.try_get("contactable")?,
                 deleted: row.try_get("deleted")?,
                 changed_at: row.try_get("changed_at")?,
             };

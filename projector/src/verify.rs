@@ -148,9 +148,12 @@ async fn load_projection(
     rows.iter().map(counts_from_row).collect()
 }
 
-/// The figures' definitions, in SQL over the CRM's tables. A lead belongs to the organisation
-/// and to each (trimmed, non-blank) owner and collaborator; DELETED leads count nowhere, and
-/// neither do deliveries of leads that no longer exist.
+/// The figures' definitions, in SQL over the CRM's tables as production has them (DESIGN.md
+/// "Domain"). A lead belongs to the organisation and to its (trimmed, non-blank) owner and
+/// collaborators from `lead_collaborators`; DELETED and GDPR-erased leads count nowhere, and
+/// neither do deliveries of leads that no longer exist. Pending means ACTIVE, clock running and
+/// contactable (`followup_contactable`, the one SQL definition of the rule); NULL flags read as
+/// false.
 async fn load_truth(
     conn: &mut PgConnection,
     from: DateTime<Utc>,
@@ -158,26 +161,28 @@ async fn load_truth(
 ) -> sqlx::Result<BTreeMap<String, Counts>> {
     let rows = sqlx::query(
         "WITH live AS ( \
-           SELECT l.id, l.status, l.clock_stopped_at IS NULL AS running, \
-                  l.t3_followup_sent AS t3, l.t7_followup_sent AS t7, \
+           SELECT l.id, l.status, \
+                  l.status = 'ACTIVE' AND l.clock_stopped_at IS NULL \
+                    AND followup_contactable(to_jsonb(l)) AS may_send, \
+                  l.t3_followup_sent IS TRUE AS t3, l.t7_followup_sent IS TRUE AS t7, \
                   COALESCE(d.sent, 0) > 0 AS followed, COALESCE(d.today, 0) AS today \
            FROM leads l \
            LEFT JOIN (SELECT lead_id, count(*) AS sent, \
                              count(*) FILTER (WHERE delivered_at >= $1 AND delivered_at < $2) AS today \
                       FROM followup_deliveries WHERE status = 'sent' GROUP BY lead_id) d \
              ON d.lead_id = l.id \
-           WHERE l.status <> 'DELETED'), \
+           WHERE l.status <> 'DELETED' AND l.gdpr_deleted IS NOT TRUE), \
          members AS ( \
-           SELECT DISTINCT l.id, 'user:' || btrim(m.u) AS scope \
-           FROM leads l, unnest(array_append(COALESCE(l.collaborator_user_ids, '{}'), \
-                                             l.owner_user_id)) AS m(u) \
+           SELECT DISTINCT m.id, 'user:' || btrim(m.u) AS scope \
+           FROM (SELECT id, owner_user_id AS u FROM leads \
+                 UNION ALL SELECT lead_id, user_id FROM lead_collaborators) m \
            WHERE m.u IS NOT NULL AND btrim(m.u) <> ''), \
          scoped AS ( \
            SELECT 'org' AS scope, live.* FROM live \
            UNION ALL SELECT m.scope, live.* FROM live JOIN members m ON m.id = live.id) \
          SELECT scope, \
-           count(*) FILTER (WHERE status = 'ACTIVE' AND running AND NOT t3) AS pending_t3, \
-           count(*) FILTER (WHERE status = 'ACTIVE' AND running AND t3 AND NOT t7) AS pending_t7, \
+           count(*) FILTER (WHERE may_send AND NOT t3) AS pending_t3, \
+           count(*) FILTER (WHERE may_send AND t3 AND NOT t7) AS pending_t7, \
            COALESCE(sum(today), 0)::int8 AS sent_today, \
            count(*) FILTER (WHERE followed) AS followed, \
            count(*) FILTER (WHERE followed AND status = 'CONVERTED') AS converted \

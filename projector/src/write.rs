@@ -27,59 +27,62 @@ macro_rules! lead_rows {
         concat!(
             "INSERT INTO projection_leads (lead_id, sequence, owner_user_id, \
              collaborator_user_ids, status, registered_at, clock_stopped_at, t3_sent, t7_sent, \
-             deleted, changed_at) \
+             contactable, deleted, changed_at) \
              SELECT l.lead_id, l.sequence, l.owner, l.collaborators::text[], l.status, \
-                    l.registered_at, l.clock_stopped_at, l.t3, l.t7, l.deleted, l.changed_at \
+                    l.registered_at, l.clock_stopped_at, l.t3, l.t7, l.contactable, l.deleted, \
+                    l.changed_at \
              FROM UNNEST($",
             $a,
             ") AS l(lead_id, sequence, owner, collaborators, status, \
-                  registered_at, clock_stopped_at, t3, t7, deleted, changed_at)"
+                  registered_at, clock_stopped_at, t3, t7, contactable, deleted, changed_at)"
         )
     };
 }
 
-/// Parameters: $1–$11 new lead rows (a plain insert: the caller loaded the stored rows in this
+/// Parameters: $1–$12 new lead rows (a plain insert: the caller loaded the stored rows in this
 /// transaction under the projection lock, so no row appears in between, and the plain insert
-/// spares them the conflict check), $12–$22 stored lead rows (upsert), $23–$26 deliveries,
-/// $27–$31 scope totals, $32–$36 day counters, $37–$43 runs, $44–$46 progress.
+/// spares them the conflict check), $13–$24 stored lead rows (upsert), $25–$28 deliveries,
+/// $29–$33 scope totals, $34–$38 day counters, $39–$45 runs, $46–$48 progress.
 const WRITE_BATCH: &str = concat!(
     "WITH new_leads AS (",
     lead_rows!(
         "1::int8[], $2::int8[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], \
-                $7::timestamptz[], $8::bool[], $9::bool[], $10::bool[], $11::timestamptz[]"
+                $7::timestamptz[], $8::bool[], $9::bool[], $10::bool[], $11::bool[], \
+                $12::timestamptz[]"
     ),
     "), stored_leads AS (",
     lead_rows!(
-        "12::int8[], $13::int8[], $14::text[], $15::text[], $16::text[], \
-                $17::timestamptz[], $18::timestamptz[], $19::bool[], $20::bool[], $21::bool[], \
-                $22::timestamptz[]"
+        "13::int8[], $14::int8[], $15::text[], $16::text[], $17::text[], \
+                $18::timestamptz[], $19::timestamptz[], $20::bool[], $21::bool[], $22::bool[], \
+                $23::bool[], $24::timestamptz[]"
     ),
     " ON CONFLICT (lead_id) DO UPDATE SET sequence = EXCLUDED.sequence, \
      owner_user_id = EXCLUDED.owner_user_id, \
      collaborator_user_ids = EXCLUDED.collaborator_user_ids, status = EXCLUDED.status, \
      registered_at = EXCLUDED.registered_at, clock_stopped_at = EXCLUDED.clock_stopped_at, \
-     t3_sent = EXCLUDED.t3_sent, t7_sent = EXCLUDED.t7_sent, deleted = EXCLUDED.deleted, \
+     t3_sent = EXCLUDED.t3_sent, t7_sent = EXCLUDED.t7_sent, \
+     contactable = EXCLUDED.contactable, deleted = EXCLUDED.deleted, \
      changed_at = EXCLUDED.changed_at), \
      deliveries AS (INSERT INTO projection_deliveries (lead_id, kind, sent_at, run_id) \
-       SELECT * FROM UNNEST($23::int8[], $24::text[], $25::timestamptz[], $26::text[]) \
+       SELECT * FROM UNNEST($25::int8[], $26::text[], $27::timestamptz[], $28::text[]) \
        ON CONFLICT DO NOTHING), \
      totals AS (INSERT INTO projection_scope_figures AS f \
          (scope, pending_t3, pending_t7, followed, converted) \
-       SELECT * FROM UNNEST($27::text[], $28::int8[], $29::int8[], $30::int8[], $31::int8[]) \
+       SELECT * FROM UNNEST($29::text[], $30::int8[], $31::int8[], $32::int8[], $33::int8[]) \
        ON CONFLICT (scope) DO UPDATE SET pending_t3 = f.pending_t3 + EXCLUDED.pending_t3, \
          pending_t7 = f.pending_t7 + EXCLUDED.pending_t7, \
          followed = f.followed + EXCLUDED.followed, \
          converted = f.converted + EXCLUDED.converted), \
      days AS (INSERT INTO projection_scope_days AS d (scope, local_date, sent, t3_net, t7_net) \
-       SELECT * FROM UNNEST($32::text[], $33::date[], $34::int8[], $35::int8[], $36::int8[]) \
+       SELECT * FROM UNNEST($34::text[], $35::date[], $36::int8[], $37::int8[], $38::int8[]) \
        ON CONFLICT (scope, local_date) DO UPDATE SET sent = d.sent + EXCLUDED.sent, \
          t3_net = d.t3_net + EXCLUDED.t3_net, t7_net = d.t7_net + EXCLUDED.t7_net), \
      runs AS (INSERT INTO projection_runs (run_id, t3_count, t7_count, skipped_count, \
          error_count, processed_at, duration_ms) \
-       SELECT * FROM UNNEST($37::text[], $38::int8[], $39::int8[], $40::int8[], $41::int8[], \
-         $42::timestamptz[], $43::int8[]) ON CONFLICT DO NOTHING) \
+       SELECT * FROM UNNEST($39::text[], $40::int8[], $41::int8[], $42::int8[], $43::int8[], \
+         $44::timestamptz[], $45::int8[]) ON CONFLICT DO NOTHING) \
      INSERT INTO projection_state (id, time_zone, last_stream_sequence, last_event_at) \
-     VALUES (TRUE, $44, $45, $46) ON CONFLICT (id) DO UPDATE SET \
+     VALUES (TRUE, $46, $47, $48) ON CONFLICT (id) DO UPDATE SET \
        last_stream_sequence = \
          GREATEST(projection_state.last_stream_sequence, EXCLUDED.last_stream_sequence), \
        last_event_at = GREATEST(projection_state.last_event_at, EXCLUDED.last_event_at) \
@@ -194,6 +197,7 @@ fn bind_leads<'q>(query: Scalar<'q>, leads: &[(&'q i64, &'q LeadState)]) -> Scal
         )
         .bind(leads.iter().map(|(_, s)| s.t3_sent).collect::<Vec<_>>())
         .bind(leads.iter().map(|(_, s)| s.t7_sent).collect::<Vec<_>>())
+        .bind(leads.iter().map(|(_, s)| s.contactable).collect::<Vec<_>>())
         .bind(leads.iter().map(|(_, s)| s.deleted).collect::<Vec<_>>())
         .bind(leads.iter().map(|(_, s)| s.changed_at).collect::<Vec<_>>())
 }

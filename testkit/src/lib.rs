@@ -5,6 +5,7 @@
 //! ([`catalog`]), so every event published in the tests is checked against the contract.
 
 pub mod catalog;
+pub mod crm;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -32,8 +33,23 @@ pub struct TestDb {
 }
 
 impl TestDb {
-    /// Creates and migrates a new database.
+    /// Creates a database holding the CRM's production schema ([`crm`]) and applies our
+    /// migrations on top, as an install into the CRM's database does.
     pub async fn new() -> TestDb {
+        TestDb::create(Schema::Crm, true).await
+    }
+
+    /// Creates a database without any CRM table and applies our migrations (a CRM-less install).
+    pub async fn without_crm() -> TestDb {
+        TestDb::create(Schema::Empty, true).await
+    }
+
+    /// Creates a database holding the CRM's production schema, without our migrations.
+    pub async fn crm_only() -> TestDb {
+        TestDb::create(Schema::Crm, false).await
+    }
+
+    async fn create(schema: Schema, migrate: bool) -> TestDb {
         let admin_url = admin_database_url();
         let prefix = std::env::var("FOLLOWUP_TEST_DB_PREFIX")
             .ok()
@@ -45,6 +61,7 @@ impl TestDb {
             .connect(&admin_url)
             .await
             .expect("connect to the test Postgres server (TEST_DATABASE_URL)");
+        crm::ensure_roles(&admin).await;
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
             .execute(&admin)
             .await
@@ -55,16 +72,40 @@ impl TestDb {
             .expect("TEST_DATABASE_URL is a Postgres URL");
         let options = options.database(&name);
         let url = options.to_url_lossy().to_string();
+        // The tests write as the CRM does: from sessions in Europe/Berlin (a JVM in Germany),
+        // naive timestamps holding UTC. Our code must not depend on the session's time zone.
         let pool = PgPoolOptions::new()
             .max_connections(10)
-            .connect_with(options)
+            .connect_with(options.options([("TimeZone", crm::CRM_SESSION_TIME_ZONE)]))
             .await
             .expect("connect to test database");
-        followup_infra::migrate_database(&pool)
-            .await
-            .expect("migrate test database");
+        if schema == Schema::Crm {
+            crm::create_crm_schema(&pool).await;
+        }
+        if migrate {
+            followup_infra::migrate_database(&pool)
+                .await
+                .expect("migrate test database");
+        }
         TestDb { name, url, pool }
     }
+
+    /// A connection URL of this database for `role` (a role of [`crm`]: `crm_owner`,
+    /// `followup_app`).
+    pub fn url_as(&self, role: &str) -> String {
+        let options: PgConnectOptions = self.url.parse().expect("test database URL");
+        options
+            .username(role)
+            .password(crm::ROLE_PASSWORD)
+            .to_url_lossy()
+            .to_string()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Schema {
+    Crm,
+    Empty,
 }
 
 /// A private nats-server with JetStream, killed when dropped.

@@ -151,8 +151,8 @@ async fn bench_push_latency() {
 
 async fn seed_leads(stack: &Stack, users: usize, per_user: usize) {
     sqlx::query(
-        "INSERT INTO leads (company_name, email, status, owner_user_id, registered_at, metadata)
-         SELECT 'Lead ' || g, 'x@example.com', 'ACTIVE', 'u' || (g % $1), now() - interval '1 day', '{}'
+        "INSERT INTO leads (company_name, email, status, owner_user_id, registered_at, metadata, created_by)
+         SELECT 'Lead ' || g, 'x@example.com', 'ACTIVE', 'u' || (g % $1), (now() AT TIME ZONE 'UTC') - interval '1 day', '{}', 'bench'
          FROM generate_series(1, $2) AS g",
     )
     .bind(users as i64)

@@ -85,8 +85,8 @@ pub async fn seed_background_leads(
     count: usize,
 ) -> Vec<i64> {
     sqlx::query_scalar(
-        "INSERT INTO leads (company_name, email, status, owner_user_id, registered_at, metadata)
-         SELECT 'Lead ' || g, 'x@example.com', 'ACTIVE', $1 || (g % $2), now() - interval '1 day', '{}'
+        "INSERT INTO leads (company_name, email, status, owner_user_id, registered_at, metadata, created_by)
+         SELECT 'Lead ' || g, 'x@example.com', 'ACTIVE', $1 || (g % $2), (now() AT TIME ZONE 'UTC') - interval '1 day', '{}', 'bench'
          FROM generate_series(1, $3) AS g RETURNING id",
     )
     .bind(prefix)

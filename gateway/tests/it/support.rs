@@ -225,27 +225,21 @@ pub fn none_token() -> String {
     format!("{header}.{claims}.")
 }
 
-/// Inserts a lead as the CRM would: ACTIVE, clock running, nothing sent (pending T+3).
+/// Inserts a lead as the CRM would: ACTIVE, clock running, nothing sent (pending T+3), its
+/// collaborators in `lead_collaborators`.
 pub async fn insert_lead(
     pool: &sqlx::PgPool,
     owner: &str,
     collaborators: &[&str],
     registered_at: DateTime<Utc>,
 ) -> i64 {
-    let collaborators: Vec<String> = collaborators.iter().map(|c| (*c).to_owned()).collect();
-    sqlx::query_scalar(
-        "INSERT INTO leads (company_name, contact_person, email, business_type, territory_id,
-                            status, owner_user_id, collaborator_user_ids, registered_at, metadata)
-         VALUES ('Gasthaus Test', 'Frau Test', 'lead@example.com', 'RESTAURANT', 'DE', 'ACTIVE',
-                 $1, $2, $3, '{\"emailConsent\": true}')
-         RETURNING id",
-    )
-    .bind(owner)
-    .bind(&collaborators)
-    .bind(registered_at)
-    .fetch_one(pool)
-    .await
-    .expect("insert lead")
+    let id = followup_testkit::crm::CrmLead::active(owner, registered_at)
+        .insert(pool)
+        .await;
+    for user in collaborators {
+        followup_testkit::crm::add_collaborator(pool, id, user).await;
+    }
+    id
 }
 
 /// One parsed SSE event.

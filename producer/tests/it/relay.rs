@@ -206,13 +206,13 @@ async fn a_row_that_commits_below_the_relay_cursor_is_still_published() {
 
     // A slow CRM transaction takes an outbox id first and commits last.
     let mut slow = db.pool.begin().await.unwrap();
-    sqlx::query("INSERT INTO leads (company_name, status, registered_at) VALUES ('Langsam', 'ACTIVE', now())")
+    sqlx::query("INSERT INTO leads (company_name, status, registered_at, created_by) VALUES ('Langsam', 'ACTIVE', now() AT TIME ZONE 'UTC', 'crm')")
         .execute(&mut *slow)
         .await
         .unwrap();
     for i in 0..25 {
         sqlx::query(
-            "INSERT INTO leads (company_name, status, registered_at) VALUES ($1, 'ACTIVE', now())",
+            "INSERT INTO leads (company_name, status, registered_at, created_by) VALUES ($1, 'ACTIVE', now() AT TIME ZONE 'UTC', 'crm')",
         )
         .bind(format!("Schnell {i}"))
         .execute(&db.pool)

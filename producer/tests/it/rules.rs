@@ -124,6 +124,77 @@ async fn due_rules_decide_who_gets_which_follow_up() {
             },
             Expect::Skipped,
         ),
+        // The CRM's production schema: consent withdrawn through its GDPR function (metadata
+        // untouched), erasure, NULL in every nullable column (NULL means the column's default).
+        (
+            "GDPR withdrawal: contact_blocked and consent_revoked_at, metadata untouched",
+            LeadSpec {
+                crm: |l| {
+                    l.contact_blocked = Some(true);
+                    l.consent_revoked_at = Some(Utc::now() - Duration::hours(1));
+                },
+                ..base(now - day * 5)
+            },
+            Expect::Skipped,
+        ),
+        (
+            "consent_revoked_at alone",
+            LeadSpec {
+                crm: |l| l.consent_revoked_at = Some(Utc::now() - Duration::hours(1)),
+                ..base(now - day * 5)
+            },
+            Expect::Skipped,
+        ),
+        (
+            "contact_blocked alone",
+            LeadSpec {
+                crm: |l| l.contact_blocked = Some(true),
+                ..base(now - day * 5)
+            },
+            Expect::Skipped,
+        ),
+        (
+            "GDPR-erased",
+            LeadSpec {
+                crm: |l| l.gdpr_deleted = Some(true),
+                ..base(now - day * 5)
+            },
+            Expect::Skipped,
+        ),
+        (
+            "metadata NULL (no consent) does not stop the run",
+            LeadSpec {
+                crm: |l| l.metadata = None,
+                ..base(now - day * 5)
+            },
+            Expect::Skipped,
+        ),
+        (
+            "every nullable flag NULL: T+3 due",
+            LeadSpec {
+                crm: |l| {
+                    l.t3_followup_sent = None;
+                    l.t7_followup_sent = None;
+                    l.followup_count = None;
+                    l.contact_blocked = None;
+                    l.gdpr_deleted = None;
+                },
+                ..base(now - day * 5)
+            },
+            Expect::T3,
+        ),
+        (
+            "T+3 sent, T+7 flag NULL: T+7 due",
+            LeadSpec {
+                t3_sent: true,
+                crm: |l| {
+                    l.t7_followup_sent = None;
+                    l.followup_count = None;
+                },
+                ..base(now - day * 8)
+            },
+            Expect::T7,
+        ),
     ];
     let mut ids = Vec::new();
     for (_, spec, _) in &cases {
@@ -155,7 +226,7 @@ async fn due_rules_decide_who_gets_which_follow_up() {
 
     // The T+7 lead became REMINDER with the CRM's bookkeeping and one activity row.
     let t7_id = ids[10];
-    let (status, followups, reminder, sent): (String, i32, Option<chrono::DateTime<Utc>>, bool) = sqlx::query_as(
+    let (status, followups, reminder, sent): (String, i32, Option<chrono::NaiveDateTime>, bool) = sqlx::query_as(
         "SELECT status, followup_count, reminder_sent_at, t7_followup_sent FROM leads WHERE id = $1",
     )
     .bind(t7_id)
@@ -163,7 +234,12 @@ async fn due_rules_decide_who_gets_which_follow_up() {
     .await
     .unwrap();
     assert_eq!((status.as_str(), followups, sent), ("REMINDER", 1, true));
-    assert!(reminder.is_some());
+    // A naive timestamp holding UTC, although the test's session is in Europe/Berlin.
+    let reminder = reminder.expect("reminder_sent_at set").and_utc();
+    assert!(
+        (reminder - Utc::now()).num_minutes().abs() < 5,
+        "reminder_sent_at {reminder} is UTC"
+    );
     let activity: (String, String, serde_json::Value) = sqlx::query_as(
         "SELECT user_id, activity_type, metadata FROM lead_activities WHERE lead_id = $1",
     )
@@ -190,6 +266,19 @@ async fn due_rules_decide_who_gets_which_follow_up() {
             .await
             .unwrap();
     assert_eq!(overdue_kinds, vec!["t3".to_owned(), "t7".to_owned()]);
+    // A NULL followup_count reads as 0: one follow-up makes it 1.
+    let nulls = ids[cases.len() - 1];
+    let (count_after, version): (Option<i32>, i64) =
+        sqlx::query_as("SELECT followup_count, version FROM leads WHERE id = $1")
+            .bind(nulls)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(count_after, Some(1), "NULL followup_count + one T+7");
+    assert_eq!(
+        version, 1,
+        "our update incremented the CRM's optimistic-lock version"
+    );
     let third = run_at(&db.pool, now + Duration::hours(2)).await;
     assert_eq!(
         (third.t3_count, third.t7_count),

@@ -52,7 +52,8 @@ async fn a_run_delivers_the_rendered_follow_ups() {
     let delivery = delivery_with(smtp_mailer(&smtp.url()));
     // Clocks ahead of the real one (deliveries are stamped with the later of both).
     let april = utc(2027, 4, 15);
-    let registered = april - chrono::Duration::days(4);
+    // Registered now: the CRM refuses a registration in the future.
+    let registered = chrono::Utc::now();
     // (lead, discount, minimum) for each business type, the column or metadata deciding.
     let cases = [
         (
@@ -106,7 +107,7 @@ async fn a_run_delivers_the_rendered_follow_ups() {
         (
             MailLead {
                 company: "Bäckerei Brot",
-                business_type: Some("BAECKEREI"),
+                business_type: Some("SONSTIGES"),
                 ..MailLead::new("brot@baeckerei.test", registered)
             },
             10,

@@ -9,6 +9,7 @@ use followup_producer::{
     Delivery, Mailer, ProducerMetrics, Renderer, RetryPolicy, RunOutcome, RunReport, RunRequest,
     RunTrigger, UnsubscribeLinks, execute_run,
 };
+use followup_testkit::crm::CrmLead;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
@@ -24,6 +25,8 @@ pub struct LeadSpec {
     pub t7_sent: bool,
     pub owner: &'static str,
     pub business_type: &'static str,
+    /// Anything else the CRM may hold (NULLs, GDPR fields), applied last.
+    pub crm: fn(&mut CrmLead),
 }
 
 impl LeadSpec {
@@ -38,35 +41,26 @@ impl LeadSpec {
             t7_sent: false,
             owner: "u1",
             business_type: "RESTAURANT",
+            crm: |_| {},
         }
     }
 }
 
+/// Inserts the lead as the CRM does (naive UTC timestamps from a Europe/Berlin session).
 pub async fn insert_lead(pool: &PgPool, spec: &LeadSpec) -> i64 {
-    let metadata = match spec.consent {
+    let mut lead = CrmLead::active(spec.owner, spec.registered_at);
+    lead.status = spec.status.to_owned();
+    lead.email = spec.email.map(str::to_owned);
+    lead.metadata = Some(match spec.consent {
         Some(c) => serde_json::json!({ "emailConsent": c }),
         None => serde_json::json!({}),
-    };
-    sqlx::query_scalar(
-        "INSERT INTO leads (company_name, contact_person, email, business_type, territory_id, status,
-                            owner_user_id, registered_at, clock_stopped_at, t3_followup_sent,
-                            t7_followup_sent, metadata)
-         VALUES ('Gasthaus Test', 'Frau Test', $1, $2, 'DE', $3, $4, $5,
-                 CASE WHEN $6 THEN $5 ELSE NULL END, $7, $8, $9)
-         RETURNING id",
-    )
-    .bind(spec.email)
-    .bind(spec.business_type)
-    .bind(spec.status)
-    .bind(spec.owner)
-    .bind(spec.registered_at)
-    .bind(spec.clock_stopped)
-    .bind(spec.t3_sent)
-    .bind(spec.t7_sent)
-    .bind(metadata)
-    .fetch_one(pool)
-    .await
-    .expect("insert lead")
+    });
+    lead.clock_stopped_at = spec.clock_stopped.then_some(spec.registered_at);
+    lead.t3_followup_sent = Some(spec.t3_sent);
+    lead.t7_followup_sent = Some(spec.t7_sent);
+    lead.business_type = Some(spec.business_type.to_owned());
+    (spec.crm)(&mut lead);
+    lead.insert(pool).await
 }
 
 /// The key unsubscribe links are signed with in tests.
@@ -206,24 +200,16 @@ impl MailLead {
     }
 }
 
-pub async fn insert_mail_lead(pool: &PgPool, lead: &MailLead) -> i64 {
-    sqlx::query_scalar(
-        "INSERT INTO leads (company_name, contact_person, email, business_type, territory_id, status,
-                            owner_user_id, registered_at, t3_followup_sent, metadata)
-         VALUES ($1, $2, $3, $4, $5, 'ACTIVE', 'u1', $6, $7, $8)
-         RETURNING id",
-    )
-    .bind(lead.company)
-    .bind(lead.contact)
-    .bind(lead.email)
-    .bind(lead.business_type)
-    .bind(lead.territory)
-    .bind(lead.registered_at)
-    .bind(lead.t3_sent)
-    .bind(&lead.metadata)
-    .fetch_one(pool)
-    .await
-    .expect("insert lead")
+pub async fn insert_mail_lead(pool: &PgPool, mail: &MailLead) -> i64 {
+    let mut lead = CrmLead::active("u1", mail.registered_at);
+    lead.company_name = mail.company.to_owned();
+    lead.contact_person = mail.contact.map(str::to_owned);
+    lead.email = Some(mail.email.to_owned());
+    lead.business_type = mail.business_type.map(str::to_owned);
+    lead.territory_id = Some(mail.territory.to_owned());
+    lead.t3_followup_sent = Some(mail.t3_sent);
+    lead.metadata = Some(mail.metadata.clone());
+    lead.insert(pool).await
 }
 
 /// An SMTP mailer for `url` with a short timeout.

@@ -1,8 +1,8 @@
-//! The `lead.changed.v1` trigger on the CRM's `leads` table.
+//! The `lead.changed.v1` triggers on the CRM's `leads`, `lead_collaborators` and `lead_consent`.
 
 use chrono::{Duration, Utc};
 use followup_contract::{LeadChanged, change_key};
-use followup_testkit::TestDb;
+use followup_testkit::{TestDb, crm};
 
 use crate::support::{LeadSpec, insert_lead};
 
@@ -60,24 +60,22 @@ async fn relevant_updates_write_one_change_event_and_unrelated_ones_none() {
     assert!(!change.deleted);
 
     // Collaborators, clock and a hard delete are relevant too; sequences grow.
-    sqlx::query("UPDATE leads SET collaborator_user_ids = ARRAY['u2','u3'] WHERE id = $1")
-        .bind(id)
-        .execute(&db.pool)
-        .await
-        .unwrap();
+    // Collaborators live in `lead_collaborators`: each insert is a change of the lead.
+    crm::add_collaborator(&db.pool, id, "u3").await;
+    crm::add_collaborator(&db.pool, id, "u2").await;
     sqlx::query("DELETE FROM leads WHERE id = $1")
         .bind(id)
         .execute(&db.pool)
         .await
         .unwrap();
     let changes = changes_for(&db.pool, id).await;
-    assert_eq!(changes.len(), 4);
-    let collab: LeadChanged = serde_json::from_value(changes[2].2.clone()).unwrap();
+    assert_eq!(changes.len(), 5);
+    let collab: LeadChanged = serde_json::from_value(changes[3].2.clone()).unwrap();
     assert_eq!(
         collab.collaborator_user_ids,
         vec!["u2".to_owned(), "u3".to_owned()]
     );
-    let deleted: LeadChanged = serde_json::from_value(changes[3].2.clone()).unwrap();
+    let deleted: LeadChanged = serde_json::from_value(changes[4].2.clone()).unwrap();
     assert!(deleted.deleted);
     assert!(deleted.sequence > collab.sequence && collab.sequence > change.sequence);
 }

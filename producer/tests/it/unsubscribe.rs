@@ -110,8 +110,10 @@ async fn a_tampered_link_is_refused_and_a_valid_one_withdraws_consent_for_the_ne
     assert_eq!(lead_state(&db.pool, leaving).await, before);
     assert_eq!(lead_state(&db.pool, staying).await.0["emailConsent"], true);
 
-    // The valid link withdraws consent; other metadata, the CRM's version and the change
-    // stream stay as they were (consent is no follow-up-relevant column).
+    // The valid link withdraws consent where the CRM looks for it (consent_revoked_at/_by, an
+    // EMAIL OPT_OUT in lead_consent; metadata.emailConsent for older readers, other metadata
+    // kept), increments the CRM's version, and the change stream says the lead is no longer
+    // contactable.
     assert_eq!(
         unsubscribe(&db.pool, &query).await,
         Ok(ConsentWithdrawal::Withdrawn)
@@ -120,7 +122,36 @@ async fn a_tampered_link_is_refused_and_a_valid_one_withdraws_consent_for_the_ne
     let mut expected = metadata.clone();
     expected["emailConsent"] = json!(false);
     assert_eq!(metadata_after, expected);
-    assert_eq!((version, changes), (before.1, before.2));
+    assert_eq!(version, before.1 + 1, "version incremented");
+    assert!(changes > before.2, "the withdrawal is a change of the lead");
+    let (revoked_by, revoked_at, opt_out, contactable): (
+        Option<String>,
+        Option<chrono::NaiveDateTime>,
+        Option<String>,
+        Value,
+    ) = sqlx::query_as(
+        "SELECT l.consent_revoked_by, l.consent_revoked_at,
+                (SELECT status FROM lead_consent c WHERE c.lead_id = l.id AND c.channel = 'EMAIL'),
+                (SELECT data -> 'contactable' FROM followup_outbox
+                 WHERE subject = l.id::text AND event_type = 'lead.changed.v1'
+                 ORDER BY id DESC LIMIT 1)
+         FROM leads l WHERE l.id = $1",
+    )
+    .bind(leaving)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        revoked_by.as_deref(),
+        Some(followup_infra::consent::REVOKED_BY)
+    );
+    let revoked_at = revoked_at.expect("consent_revoked_at set").and_utc();
+    assert!(
+        (revoked_at - chrono::Utc::now()).num_minutes().abs() < 5,
+        "consent_revoked_at {revoked_at} holds UTC"
+    );
+    assert_eq!(opt_out.as_deref(), Some("OPT_OUT"));
+    assert_eq!(contactable, json!(false));
     assert_eq!(
         unsubscribe(&db.pool, &query).await,
         Ok(ConsentWithdrawal::AlreadyWithdrawn),

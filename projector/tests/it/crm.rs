@@ -10,14 +10,19 @@ use crate::helpers::Harness;
 /// Writes `leads` leads with varied owners, collaborators, statuses, clocks, deliveries,
 /// conversions and deletions, the way the CRM and the producer would.
 pub async fn seed_crm(h: &Harness, leads: i64) {
-    let statements: [&'static str; 8] = [
-        "INSERT INTO leads (company_name, status, owner_user_id, collaborator_user_ids, registered_at) \
+    let statements: [&'static str; 10] = [
+        "INSERT INTO leads (company_name, status, owner_user_id, registered_at, created_by, \
+                            email, metadata) \
          SELECT 'Company ' || i, CASE WHEN i % 7 = 0 THEN 'REGISTERED' ELSE 'ACTIVE' END, \
-                'u' || (i % 5), \
-                CASE WHEN i % 3 = 0 THEN ARRAY['u' || ((i + 1) % 5), ' '] ELSE NULL END, \
-                now() - interval '10 days' \
+                'u' || (i % 5), (now() AT TIME ZONE 'UTC') - interval '10 days', 'crm-import', \
+                'lead' || i || '@example.com', \
+                CASE WHEN i % 17 = 0 THEN NULL ELSE '{\"emailConsent\": true}'::jsonb END \
          FROM generate_series(1, $1::int8) AS i",
-        "UPDATE leads SET clock_stopped_at = now() WHERE id % 13 = 0",
+        "INSERT INTO lead_collaborators (lead_id, user_id) \
+         SELECT id, 'u' || ((id + 1) % 5) FROM leads WHERE id % 3 = 0 AND $1::int8 > 0",
+        "UPDATE leads SET contact_blocked = TRUE, consent_revoked_at = now() AT TIME ZONE 'UTC' \
+         WHERE id % 19 = 0 AND $1::int8 > 0",
+        "UPDATE leads SET clock_stopped_at = now() AT TIME ZONE 'UTC' WHERE id % 13 = 0",
         "INSERT INTO followup_deliveries (lead_id, kind, status, run_id, owner_user_id, delivered_at) \
          SELECT id, 't3', 'sent', gen_random_uuid(), owner_user_id, now() - (id % 3) * interval '1 day' \
          FROM leads WHERE id % 2 = 0 AND status = 'ACTIVE' AND $1::int8 > 0",
@@ -27,7 +32,7 @@ pub async fn seed_crm(h: &Harness, leads: i64) {
          SELECT id, 't7', CASE WHEN id % 8 = 0 THEN 'failed' ELSE 'sent' END, gen_random_uuid(), \
                 owner_user_id, now() \
          FROM leads WHERE id % 4 = 0 AND t3_followup_sent AND $1::int8 > 0",
-        "UPDATE leads SET t7_followup_sent = TRUE, status = 'REMINDER', reminder_sent_at = now() \
+        "UPDATE leads SET t7_followup_sent = TRUE, status = 'REMINDER', reminder_sent_at = now() AT TIME ZONE 'UTC' \
          WHERE id IN (SELECT lead_id FROM followup_deliveries WHERE kind = 't7' AND status = 'sent') \
            AND $1::int8 > 0",
         "UPDATE leads SET status = CASE WHEN id % 11 = 0 THEN 'DELETED' ELSE 'CONVERTED' END \

@@ -1,0 +1,142 @@
+-- Living in the CRM's production schema (DESIGN.md "Domain"): naive UTC timestamps whatever the
+-- session's TimeZone, NULL flags and metadata read as their defaults, collaborators from
+-- `lead_collaborators`, the contactable rule, GDPR erasure, and triggers that pin no CRM column.
+
+-- A database whose `leads` table an earlier version of our 20261129000001 created (a CRM-less
+-- install: no Flyway history) gets the production columns and tables it lacks. A CRM's tables
+-- (Flyway history present) are never touched.
+DO $legacy$
+BEGIN
+    IF to_regclass('flyway_schema_history') IS NOT NULL THEN
+        RETURN;
+    END IF;
+    ALTER TABLE leads ADD COLUMN IF NOT EXISTS contact_blocked BOOLEAN DEFAULT FALSE;
+    ALTER TABLE leads ADD COLUMN IF NOT EXISTS consent_revoked_at TIMESTAMP;
+    ALTER TABLE leads ADD COLUMN IF NOT EXISTS consent_revoked_by VARCHAR(50);
+    ALTER TABLE leads ADD COLUMN IF NOT EXISTS gdpr_deleted BOOLEAN DEFAULT FALSE;
+    CREATE TABLE IF NOT EXISTS lead_collaborators (
+        lead_id BIGINT NOT NULL REFERENCES leads (id) ON DELETE CASCADE,
+        user_id VARCHAR(50) NOT NULL,
+        PRIMARY KEY (lead_id, user_id)
+    );
+    CREATE TABLE IF NOT EXISTS lead_consent (
+        id          BIGSERIAL PRIMARY KEY,
+        lead_id     BIGINT NOT NULL REFERENCES leads (id) ON DELETE CASCADE,
+        channel     VARCHAR(10) NOT NULL,
+        status      VARCHAR(10) NOT NULL,
+        occurred_at TIMESTAMP NOT NULL DEFAULT (now() AT TIME ZONE 'UTC'),
+        UNIQUE (lead_id, channel)
+    );
+END $legacy$;
+
+-- The lead's own part of the contactable rule, from its row as JSON (`to_jsonb(leads)`): an
+-- e-mail, `metadata.emailConsent` true, not `contact_blocked`, no `consent_revoked_at`, not
+-- `gdpr_deleted`. Reading the row as JSON makes a missing column or a NULL read as the default and
+-- references no column, so no CRM `ALTER COLUMN ... TYPE` is blocked by it.
+CREATE OR REPLACE FUNCTION followup_row_contactable(lead JSONB) RETURNS BOOLEAN
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT COALESCE(btrim(lead ->> 'email'), '') <> ''
+       AND COALESCE(lead -> 'metadata' -> 'emailConsent' = 'true'::jsonb, FALSE)
+       AND (lead ->> 'contact_blocked') IS DISTINCT FROM 'true'
+       AND (lead ->> 'consent_revoked_at') IS NULL
+       AND (lead ->> 'gdpr_deleted') IS DISTINCT FROM 'true'
+$$;
+
+-- The contactable rule (DESIGN.md): the row's part, and no EMAIL OPT_OUT in `lead_consent`.
+-- The one SQL definition: the producer's claim and re-check, the triggers and `verify` use it.
+CREATE OR REPLACE FUNCTION followup_contactable(lead JSONB) RETURNS BOOLEAN
+LANGUAGE sql STABLE AS $$
+    SELECT followup_row_contactable(lead)
+       AND NOT EXISTS (SELECT 1 FROM lead_consent c
+                       WHERE c.lead_id = (lead ->> 'id')::bigint AND c.channel = 'EMAIL'
+                         AND c.status = 'OPT_OUT')
+$$;
+
+-- A naive (UTC) or zoned timestamp of a row's JSON as RFC 3339 in UTC. The function's own
+-- TimeZone makes a naive value read as UTC, whatever the calling session's TimeZone is.
+CREATE OR REPLACE FUNCTION followup_utc_text(value TEXT) RETURNS TEXT
+LANGUAGE sql STABLE SET TimeZone = 'UTC' AS $$
+    SELECT to_char(value::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+$$;
+
+-- The follow-up-relevant facts of a lead row (the lead.changed.v1 data without collaborators,
+-- the consent table and the sequence). NULL flags read as false.
+CREATE OR REPLACE FUNCTION followup_row_facts(lead JSONB, hard_deleted BOOLEAN) RETURNS JSONB
+LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object(
+        'leadId', (lead ->> 'id')::bigint,
+        'ownerUserId', lead ->> 'owner_user_id',
+        'status', lead ->> 'status',
+        'registeredAt', followup_utc_text(lead ->> 'registered_at'),
+        'clockStoppedAt', followup_utc_text(lead ->> 'clock_stopped_at'),
+        't3Sent', COALESCE((lead ->> 't3_followup_sent')::boolean, FALSE),
+        't7Sent', COALESCE((lead ->> 't7_followup_sent')::boolean, FALSE),
+        'contactable', followup_row_contactable(lead),
+        'deleted', hard_deleted OR lead ->> 'status' = 'DELETED'
+                   OR COALESCE((lead ->> 'gdpr_deleted')::boolean, FALSE))
+$$;
+
+-- lead.changed.v1: one outbox row per committed change of a follow-up-relevant fact of a lead,
+-- from `leads` and from the CRM tables that hold more of its facts (`lead_collaborators`,
+-- `lead_consent`). The comparison of before and after is made here, not in a trigger's WHEN
+-- clause, so the triggers pin no CRM column. SECURITY DEFINER: the CRM's own roles write `leads`
+-- and must not need rights on our outbox. The outbox id is the event's `sequence`.
+CREATE OR REPLACE FUNCTION followup_lead_changed() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT SET TimeZone = 'UTC' AS $$
+DECLARE
+    v_lead_id BIGINT;
+    v_row     JSONB;
+    v_facts   JSONB;
+    v_id      BIGINT;
+BEGIN
+    IF TG_TABLE_NAME = 'leads' THEN
+        IF TG_OP = 'DELETE' THEN
+            v_lead_id := OLD.id;
+            v_facts := followup_row_facts(to_jsonb(OLD), TRUE);
+        ELSE
+            v_lead_id := NEW.id;
+            v_row := to_jsonb(NEW);
+            v_facts := followup_row_facts(v_row, FALSE);
+            IF TG_OP = 'UPDATE' AND v_facts = followup_row_facts(to_jsonb(OLD), FALSE) THEN
+                RETURN NULL;
+            END IF;
+        END IF;
+    ELSE
+        v_lead_id := CASE WHEN TG_OP = 'DELETE' THEN OLD.lead_id ELSE NEW.lead_id END;
+        SELECT to_jsonb(l) INTO v_row FROM leads l WHERE l.id = v_lead_id;
+        IF v_row IS NULL THEN
+            -- Removed together with its lead: the lead's own delete event tells.
+            RETURN NULL;
+        END IF;
+        v_facts := followup_row_facts(v_row, FALSE);
+    END IF;
+    v_facts := v_facts || jsonb_build_object(
+        'collaboratorUserIds',
+        COALESCE((SELECT jsonb_agg(c.user_id ORDER BY c.user_id)
+                  FROM lead_collaborators c WHERE c.lead_id = v_lead_id), '[]'::jsonb),
+        'contactable',
+        (v_facts ->> 'contactable')::boolean
+            AND NOT EXISTS (SELECT 1 FROM lead_consent c
+                            WHERE c.lead_id = v_lead_id AND c.channel = 'EMAIL'
+                              AND c.status = 'OPT_OUT'));
+    v_id := nextval(pg_get_serial_sequence('followup_outbox', 'id'));
+    INSERT INTO followup_outbox (id, event_type, subject, idempotency_key, data)
+    VALUES (v_id, 'lead.changed.v1', v_lead_id::text, 'lead:' || v_lead_id || ':change:' || v_id,
+            v_facts || jsonb_build_object('sequence', v_id));
+    RETURN NULL;
+END $$;
+
+DROP TRIGGER IF EXISTS followup_lead_changed_upd ON leads;
+CREATE TRIGGER followup_lead_changed_upd
+    AFTER UPDATE ON leads
+    FOR EACH ROW EXECUTE FUNCTION followup_lead_changed();
+
+DROP TRIGGER IF EXISTS followup_collaborators_changed ON lead_collaborators;
+CREATE TRIGGER followup_collaborators_changed
+    AFTER INSERT OR UPDATE OR DELETE ON lead_collaborators
+    FOR EACH ROW EXECUTE FUNCTION followup_lead_changed();
+
+DROP TRIGGER IF EXISTS followup_consent_changed ON lead_consent;
+CREATE TRIGGER followup_consent_changed
+    AFTER INSERT OR UPDATE OR DELETE ON lead_consent
+    FOR EACH ROW EXECUTE FUNCTION followup_lead_changed();

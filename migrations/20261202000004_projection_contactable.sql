@@ -1,0 +1,4 @@
+-- The contactable rule is part of lead.changed.v1 (DESIGN.md, 2026-11-30): pending figures count
+-- contactable leads only. Rows written before take the value events without the field read as.
+-- `rebuild` runs this file after 20261129000003 inside its shadow schema.
+ALTER TABLE projection_leads ADD COLUMN IF NOT EXISTS contactable BOOLEAN NOT NULL DEFAULT TRUE;

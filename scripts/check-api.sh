@@ -43,12 +43,14 @@ for svc in producer projector gateway; do
 done
 psql "$DATABASE_URL" -q -v ON_ERROR_STOP=1 <<'SQL'
 INSERT INTO leads (company_name, contact_person, email, business_type, territory_id, status,
-                   owner_user_id, collaborator_user_ids, registered_at, metadata)
+                   owner_user_id, registered_at, metadata)
 SELECT 'API ' || i, 'Kontakt', 'api' || i || '@example.com', 'RESTAURANT', 'DE',
        CASE WHEN i % 4 = 0 THEN 'CONVERTED' ELSE 'ACTIVE' END,
-       (ARRAY['alice','bob','carol'])[1 + i % 3], CASE WHEN i % 5 = 0 THEN ARRAY['bob'] ELSE '{}' END,
-       now() - (i % 9) * interval '1 day' - interval '1 hour', '{"emailConsent": true}'
+       (ARRAY['alice','bob','carol'])[1 + i % 3],
+       (now() AT TIME ZONE 'UTC') - (i % 9) * interval '1 day' - interval '1 hour', '{"emailConsent": true}'
 FROM generate_series(1, 40) AS i;
+INSERT INTO lead_collaborators (lead_id, user_id)
+SELECT id, 'bob' FROM leads WHERE id % 5 = 0 AND owner_user_id <> 'bob';
 SQL
 
 gw="http://${addr[gateway]}"

@@ -82,9 +82,10 @@ pids+=($!)
 # Due leads (registered 0-9 days ago, as in demo.sh): the next run sends their T+3/T+7.
 psql "$DATABASE_URL" -q -v ON_ERROR_STOP=1 <<'SQL'
 INSERT INTO leads (company_name, contact_person, email, business_type, territory_id, status,
-                   owner_user_id, collaborator_user_ids, registered_at, t3_followup_sent, metadata)
+                   owner_user_id, registered_at, t3_followup_sent, metadata)
 SELECT 'Check ' || i, 'Kontakt ' || i, 'check' || i || '@example.com', 'RESTAURANT', 'DE', 'ACTIVE',
-       (ARRAY['alice','bob'])[1 + i % 2], '{}', now() - (i % 10) * interval '1 day' - interval '1 hour',
+       (ARRAY['alice','bob'])[1 + i % 2],
+       (now() AT TIME ZONE 'UTC') - (i % 10) * interval '1 day' - interval '1 hour',
        (i % 10) >= 8, jsonb_build_object('emailConsent', i % 7 <> 0)
 FROM generate_series(1, 40) AS i;
 SQL

@@ -43,17 +43,21 @@ done
 log "loading demo leads"
 psql "$DATABASE_URL" -q -v ON_ERROR_STOP=1 <<'SQL'
 INSERT INTO leads (company_name, contact_person, email, business_type, territory_id, status,
-                   owner_user_id, collaborator_user_ids, registered_at, t3_followup_sent, metadata)
+                   owner_user_id, registered_at, t3_followup_sent, metadata)
 SELECT 'Demo ' || i || ' ' || (ARRAY['Gasthaus','Hotel','Kantine','Catering'])[1 + i % 4],
        'Kontakt ' || i, 'demo' || i || '@example.com',
        (ARRAY['RESTAURANT','HOTEL','KANTINE','CATERING'])[1 + i % 4], 'DE', 'ACTIVE',
        (ARRAY['alice','bob','carol'])[1 + i % 3],
-       CASE WHEN i % 5 = 0 THEN ARRAY['alice'] ELSE '{}' END,
-       now() - (i % 10) * interval '1 day' - interval '1 hour',
+       (now() AT TIME ZONE 'UTC') - (i % 10) * interval '1 day' - interval '1 hour',
        (i % 10) >= 8,
        jsonb_build_object('emailConsent', i % 7 <> 0)
 FROM generate_series(1, 60) AS i
 WHERE NOT EXISTS (SELECT 1 FROM leads WHERE company_name LIKE 'Demo %');
+-- Collaborators live in lead_collaborators, as in the CRM.
+INSERT INTO lead_collaborators (lead_id, user_id)
+SELECT id, 'alice' FROM leads
+WHERE company_name LIKE 'Demo %' AND id % 5 = 0 AND owner_user_id <> 'alice'
+ON CONFLICT DO NOTHING;
 SQL
 
 admin_url_cockpit=$(target/debug/followup-gateway dev-token --sub alice --role admin --url http://127.0.0.1:8080)

@@ -69,19 +69,20 @@ load() {
   while true; do
     psql "$DATABASE_URL" -q -v ON_ERROR_STOP=1 >/dev/null <<SQL || echo "load: psql failed" >&2
 INSERT INTO leads (company_name, contact_person, email, business_type, territory_id, status,
-                   owner_user_id, collaborator_user_ids, registered_at, metadata)
+                   owner_user_id, registered_at, metadata)
 SELECT 'Soak ' || g, 'Kontakt', 'soak' || g || '@example.com', 'RESTAURANT', 'DE', 'ACTIVE',
        ($users)[1 + floor(random() * 8)::int],
-       CASE WHEN random() < 0.2 THEN ARRAY['alice'] ELSE '{}' END,
-       now() - floor(random() * 10) * interval '1 day' - interval '1 hour',
+       (now() AT TIME ZONE 'UTC') - floor(random() * 10) * interval '1 day' - interval '1 hour',
        '{"emailConsent": true}'
 FROM generate_series(1, $rate) AS g;
 UPDATE leads SET
   status = (ARRAY['ACTIVE','ACTIVE','CONVERTED','LOST'])[1 + floor(random() * 4)::int],
-  collaborator_user_ids = ARRAY[($users)[1 + floor(random() * 8)::int]],
-  clock_stopped_at = CASE WHEN random() < 0.1 THEN now() END,
-  version = version + 1, updated_at = now()
+  clock_stopped_at = CASE WHEN random() < 0.1 THEN now() AT TIME ZONE 'UTC' END,
+  version = version + 1, updated_at = now() AT TIME ZONE 'UTC'
 WHERE id IN (SELECT id FROM leads ORDER BY random() LIMIT $rate);
+INSERT INTO lead_collaborators (lead_id, user_id)
+SELECT id, ($users)[1 + floor(random() * 8)::int] FROM leads ORDER BY random() LIMIT $rate
+ON CONFLICT DO NOTHING;
 SQL
     sleep 1
   done

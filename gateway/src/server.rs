@@ -15,7 +15,7 @@ use chrono::Utc;
 use chrono_tz::Tz;
 use followup_contract::COCKPIT_CHANGED_SUBJECT;
 use followup_infra::ops::ops_router;
-use followup_infra::{Readiness, connect_database, connect_nats, migrate_database};
+use followup_infra::{Readiness, connect_database, connect_nats, prepare_database};
 use followup_projector::{ChangeNotice, FiguresError, Scope, load_figures};
 use futures::StreamExt;
 use sqlx::PgPool;
@@ -46,7 +46,7 @@ pub async fn run(
     let nats_ready = readiness.check("nats");
 
     let pool = connect_database(&config.database_url, config.db_connections, &shutdown).await?;
-    migrate_database(&pool).await?;
+    prepare_database(&pool).await?;
     check_time_zone(&pool, config.followup_tz).await?;
     db_ready.store(true, Ordering::Relaxed);
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 use anyhow::Context;
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tokio_util::sync::CancellationToken;
 
 /// The project's migrations (`migrations/` at the repository root), embedded at compile time.
@@ -13,6 +13,18 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
 
 /// Our own bookkeeping table, so a CRM database that itself uses sqlx keeps its history apart.
 pub const MIGRATIONS_TABLE: &str = "_followup_migrations";
+
+/// Settings of every session of ours, sent at connect time. Naive CRM timestamps hold UTC, so
+/// the session is in UTC (the SQL converts explicitly as well). The CRM's row-level-security
+/// policies read the `app.*` settings: our services act as the CRM's system user, so an
+/// application role that is not the table owner sees and updates every lead.
+pub const SESSION_SETTINGS: [(&str, &str); 5] = [
+    ("TimeZone", "UTC"),
+    ("app.user_context", "SYSTEM"),
+    ("app.role_context", "SYSTEM"),
+    ("app.current_user", "SYSTEM"),
+    ("app.current_role", "SYSTEM"),
+];
 
 /// A pooled connection idle at least this long is pinged before it is handed out.
 const IDLE_PING_AFTER: Duration = Duration::from_secs(1);
@@ -24,6 +36,10 @@ pub async fn connect_database(
     max_connections: u32,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<PgPool> {
+    let options: PgConnectOptions = url
+        .parse()
+        .context("DATABASE_URL is not a valid Postgres URL")?;
+    let options = options.options(SESSION_SETTINGS);
     let mut delay = Duration::from_millis(200);
     loop {
         let attempt = PgPoolOptions::new()
@@ -41,7 +57,7 @@ pub async fn connect_database(
                     Ok(true)
                 })
             })
-            .connect(url)
+            .connect_with(options.clone())
             .await;
         match attempt {
             Ok(pool) => return Ok(pool),
@@ -60,7 +76,9 @@ pub async fn connect_database(
 }
 
 /// Applies pending migrations. Safe to run from several processes at once (sqlx takes an
-/// advisory lock) and against a CRM database that already has `leads`.
+/// advisory lock) and against a CRM database that already has `leads`. With nothing pending it
+/// writes nothing, so a service may start as an application role once the owner of the CRM's
+/// tables has migrated; a role that cannot migrate gets an error naming the fix.
 pub async fn migrate_database(pool: &PgPool) -> anyhow::Result<()> {
     let mut migrator = Migrator {
         migrations: MIGRATOR.migrations.clone(),
@@ -68,11 +86,96 @@ pub async fn migrate_database(pool: &PgPool) -> anyhow::Result<()> {
     };
     migrator.dangerous_set_table_name(MIGRATIONS_TABLE);
     accept_rewritten_migrations(pool, &migrator).await?;
-    migrator
-        .run(pool)
-        .await
-        .context("applying database migrations")?;
+    if pending_migrations(pool, &migrator).await? == 0 {
+        return Ok(());
+    }
+    if let Err(err) = migrator.run(pool).await {
+        let role: String = sqlx::query_scalar("SELECT current_user::text")
+            .fetch_one(pool)
+            .await
+            .unwrap_or_else(|_| "?".to_owned());
+        let text = err.to_string();
+        if text.contains("must be owner") || text.contains("permission denied") {
+            anyhow::bail!(
+                "applying database migrations as role {role}: {text}. Migrations must be applied \
+                 by the owner of the CRM's tables: run `followup-producer migrate --grant-to \
+                 {role}` once with the owner's DATABASE_URL, then start the services as {role}"
+            );
+        }
+        return Err(err).context("applying database migrations");
+    }
     Ok(())
+}
+
+/// How many of our migrations this database has not applied (all when it has none).
+async fn pending_migrations(pool: &PgPool, migrator: &Migrator) -> anyhow::Result<usize> {
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+        .bind(MIGRATIONS_TABLE)
+        .fetch_one(pool)
+        .await
+        .context("looking for the migrations table")?;
+    if !exists {
+        return Ok(migrator.migrations.len());
+    }
+    let applied: Vec<(i64, Vec<u8>)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT version, checksum FROM {MIGRATIONS_TABLE} WHERE success"
+    )))
+    .fetch_all(pool)
+    .await
+    .context("reading the migrations table")?;
+    Ok(migrator
+        .migrations
+        .iter()
+        .filter(|m| {
+            !applied
+                .iter()
+                .any(|(v, c)| *v == m.version && c.as_slice() == m.checksum.as_ref())
+        })
+        .count())
+}
+
+/// Grants `role` what the services need to run as it (see `20261202000005_crm_access.sql`).
+/// Run by the owner of the CRM's tables after migrating.
+pub async fn grant_app_role(pool: &PgPool, role: &str) -> anyhow::Result<()> {
+    sqlx::query("SELECT followup_grant_app_role($1)")
+        .bind(role)
+        .execute(pool)
+        .await
+        .with_context(|| format!("granting role {role} what the services need"))?;
+    Ok(())
+}
+
+/// Why this process's role cannot work on the CRM's data, checked at start: the CRM holds leads
+/// but row-level security shows this role none, or the role may not update them.
+pub async fn check_crm_access(pool: &PgPool) -> anyhow::Result<()> {
+    let (role, held, visible, may_update): (String, bool, bool, bool) = sqlx::query_as(
+        "SELECT current_user::text, followup_crm_holds_leads(), EXISTS (SELECT 1 FROM leads),
+                has_table_privilege('leads', 'SELECT, UPDATE')",
+    )
+    .fetch_one(pool)
+    .await
+    .context("checking access to the CRM's leads")?;
+    if !may_update {
+        anyhow::bail!(
+            "role {role} may not read and update the CRM's leads: as the owner of the CRM's \
+             tables, run `followup-producer migrate --grant-to {role}`"
+        );
+    }
+    if held && !visible {
+        anyhow::bail!(
+            "role {role} sees no leads although the CRM holds some: the CRM's row-level security \
+             hides them. Our sessions set app.user_context, app.role_context, app.current_user \
+             and app.current_role to SYSTEM; make the CRM's policies admit role_context SYSTEM \
+             (as its production policies do), or run the services as the owner of the CRM's tables"
+        );
+    }
+    Ok(())
+}
+
+/// Migrations, then the access check: what every service does with its pool at start.
+pub async fn prepare_database(pool: &PgPool) -> anyhow::Result<()> {
+    migrate_database(pool).await?;
+    check_crm_access(pool).await
 }
 
 /// Migrations whose text was rewritten after release, with the checksum of the earlier text.
@@ -104,6 +207,18 @@ async fn accept_rewritten_migrations(pool: &PgPool, migrator: &Migrator) -> anyh
             continue;
         };
         let earlier = hex::decode(earlier).expect("checksum constant is hex");
+        // Read first: an application role may read the history but not write it.
+        let stale: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT EXISTS (SELECT 1 FROM {MIGRATIONS_TABLE} WHERE version = $1 AND checksum = $2)"
+        )))
+        .bind(version)
+        .bind(&earlier)
+        .fetch_one(pool)
+        .await
+        .context("reading the migrations table")?;
+        if !stale {
+            continue;
+        }
         let repaired = sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE {MIGRATIONS_TABLE} SET checksum = $1 WHERE version = $2 AND checksum = $3"
         )))

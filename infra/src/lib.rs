@@ -12,7 +12,9 @@ pub mod shutdown;
 pub mod telemetry;
 
 pub use consent::{ConsentWithdrawal, withdraw_consent};
-pub use db::{connect_database, migrate_database};
+pub use db::{
+    check_crm_access, connect_database, grant_app_role, migrate_database, prepare_database,
+};
 pub use nats::{
     connect_nats, ensure_stream, ensure_stream_replicas, provision_stream, server_addrs,
 };

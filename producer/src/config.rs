@@ -20,12 +20,20 @@ pub struct Cli {
 }
 
 /// What the process does.
-#[derive(Debug, Clone, Copy, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum Command {
     /// Scheduler + delivery + outbox relay + /metrics, /healthz, /readyz until SIGINT/SIGTERM.
     Serve,
     /// One run now; exits 0 once its deliveries are settled and the outbox is drained to JetStream.
     RunOnce,
+    /// Applies the migrations of all three services and exits. Run it with the URL of the owner
+    /// of the CRM's tables; then every service may run as an application role.
+    Migrate {
+        /// Also grant this application role what the services need (the CRM tables we read and
+        /// write, our tables and sequences).
+        #[arg(long, value_name = "ROLE")]
+        grant_to: Option<String>,
+    },
 }
 
 /// Which mailer delivers the rendered follow-ups.

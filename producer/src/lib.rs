@@ -23,5 +23,5 @@ pub use delivery::{Delivery, RetryPolicy};
 pub use mailer::Mailer;
 pub use metrics::ProducerMetrics;
 pub use run::{RunOutcome, RunReport, RunRequest, RunTrigger, execute_run};
-pub use service::{delivery_for, run_once, serve};
+pub use service::{delivery_for, migrate, run_once, serve};
 pub use template::{Renderer, UnsubscribeLinks};

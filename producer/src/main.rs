@@ -1,6 +1,6 @@
 use anyhow::Context;
 use clap::Parser;
-use followup_producer::{Cli, Command, run_once, serve};
+use followup_producer::{Cli, Command, migrate, run_once, serve};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -27,5 +27,6 @@ async fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Migrate { grant_to } => migrate(&cli.config, grant_to.as_deref(), shutdown).await,
     }
 }

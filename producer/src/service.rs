@@ -9,7 +9,7 @@ use anyhow::Context;
 use async_nats::jetstream;
 use chrono::Utc;
 use followup_infra::{
-    Readiness, connect_database, connect_nats, migrate_database, provision_stream, serve_ops,
+    Readiness, connect_database, connect_nats, prepare_database, provision_stream, serve_ops,
 };
 use sqlx::PgPool;
 use tokio::net::TcpListener;
@@ -40,7 +40,7 @@ async fn connect_all(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Connections> {
     let pool = connect_database(&config.database_url, 10, shutdown).await?;
-    migrate_database(&pool).await?;
+    prepare_database(&pool).await?;
     let nats = connect_nats(&config.nats_url, "followup-producer", shutdown).await?;
     let js = jetstream_context(&nats);
     provision_stream(&js, config.stream_replicas.into(), shutdown).await?;
@@ -112,6 +112,23 @@ pub fn delivery_for(config: &ProducerConfig) -> anyhow::Result<Delivery> {
     })
 }
 
+/// `migrate`: applies the migrations (as the owner of the CRM's tables) and, with `grant_to`,
+/// grants that application role what the services need. Needs only `DATABASE_URL`.
+pub async fn migrate(
+    config: &ProducerConfig,
+    grant_to: Option<&str>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let pool = connect_database(&config.database_url, 2, &shutdown).await?;
+    followup_infra::migrate_database(&pool).await?;
+    if let Some(role) = grant_to {
+        followup_infra::grant_app_role(&pool, role).await?;
+        tracing::info!(role, "granted the application role what the services need");
+    }
+    tracing::info!("migrations applied");
+    Ok(())
+}
+
 /// One run now; returns once its events are acknowledged by JetStream.
 pub async fn run_once(
     config: ProducerConfig,
@@ -174,7 +191,7 @@ pub async fn serve(
         shutdown.clone(),
     ));
     let pool = connect_database(&config.database_url, 10, &shutdown).await?;
-    migrate_database(&pool).await?;
+    prepare_database(&pool).await?;
     tokio::spawn(watch_database(pool.clone(), db_ready, shutdown.clone()));
     // The "no run for 25 h" alert must not fire just because this process restarted.
     let last_run: Option<i64> = sqlx::query_scalar(

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use async_nats::jetstream;
-use followup_infra::{connect_database, connect_nats, ensure_stream_replicas, migrate_database};
+use followup_infra::{connect_database, connect_nats, ensure_stream_replicas, prepare_database};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
@@ -136,6 +136,6 @@ async fn replay_summary(
 
 async fn open_database(config: &Config, shutdown: &CancellationToken) -> anyhow::Result<PgPool> {
     let pool = connect_database(&config.database_url, config.db_connections, shutdown).await?;
-    migrate_database(&pool).await?;
+    prepare_database(&pool).await?;
     Ok(pool)
 }

@@ -10,7 +10,7 @@ use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
 use chrono::Utc;
 use followup_contract::PROJECTOR_CONSUMER;
 use followup_infra::{
-    Readiness, connect_database, connect_nats, migrate_database, provision_stream,
+    Readiness, connect_database, connect_nats, prepare_database, provision_stream,
 };
 use sqlx::PgPool;
 use tokio::net::TcpListener;
@@ -58,7 +58,7 @@ async fn consume_until_stopped(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
     let pool = connect_database(&config.database_url, config.db_connections, shutdown).await?;
-    migrate_database(&pool).await?;
+    prepare_database(&pool).await?;
     let client = connect_nats(&config.nats_url, "followup-projector", shutdown).await?;
     let js = jetstream::new(client.clone());
     // JetStream may not be ready yet (a server starting, a cluster electing its leader): wait

@@ -385,3 +385,86 @@ async fn a_database_migrated_with_the_earlier_migration_texts_still_migrates() {
     .unwrap();
     assert!(followup_infra::migrate_database(&db.pool).await.is_err());
 }
+
+async fn connect_as(db: &TestDb, role: &str) -> PgPool {
+    followup_infra::connect_database(
+        &db.url_as(role),
+        4,
+        &tokio_util::sync::CancellationToken::new(),
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn migrations_as_a_role_that_does_not_own_the_crm_tables_fail_naming_the_fix() {
+    let db = TestDb::crm_only().await;
+    let app = connect_as(&db, crm::APP_ROLE).await;
+    let err = followup_infra::migrate_database(&app)
+        .await
+        .expect_err("the application role cannot migrate")
+        .to_string();
+    assert!(
+        err.contains("followup-producer migrate --grant-to followup_app"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn the_services_run_as_an_application_role_once_the_owner_migrated() {
+    let db = TestDb::crm_only().await;
+    let now = Utc::now();
+    let due = CrmLead::active("u1", now - Duration::days(4))
+        .insert(&db.pool)
+        .await;
+    let owner = connect_as(&db, crm::OWNER_ROLE).await;
+    followup_infra::migrate_database(&owner).await.unwrap();
+    followup_infra::grant_app_role(&owner, crm::APP_ROLE)
+        .await
+        .unwrap();
+
+    let app = connect_as(&db, crm::APP_ROLE).await;
+    followup_infra::prepare_database(&app)
+        .await
+        .expect("nothing pending, leads visible to the system user");
+    let report = run_at(&app, now).await;
+    assert_eq!(
+        report.t3_count, 1,
+        "the app role sees and mails the due lead"
+    );
+    assert_eq!(sent_kinds(&db.pool, due).await, vec!["t3".to_owned()]);
+    // The CRM's own writes through the application role's session still produce events (the
+    // trigger writes our outbox with its owner's rights).
+    crm::add_collaborator(&app, due, "vertrieb.c").await;
+    assert_eq!(
+        last_change(&db.pool, due).await.collaborator_user_ids,
+        vec!["vertrieb.c".to_owned()]
+    );
+}
+
+#[tokio::test]
+async fn a_role_that_row_level_security_hides_the_leads_from_stops_at_start() {
+    let db = TestDb::crm_only().await;
+    CrmLead::active("u1", Utc::now()).insert(&db.pool).await;
+    // A CRM whose policies do not admit the system user.
+    sqlx::raw_sql(
+        "ALTER POLICY leads_select ON leads
+             USING (owner_user_id = current_setting('app.user_context', true))",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let owner = connect_as(&db, crm::OWNER_ROLE).await;
+    followup_infra::migrate_database(&owner).await.unwrap();
+    followup_infra::grant_app_role(&owner, crm::APP_ROLE)
+        .await
+        .unwrap();
+    let app = connect_as(&db, crm::APP_ROLE).await;
+    let err = followup_infra::prepare_database(&app)
+        .await
+        .expect_err("an empty view of a populated CRM is an error")
+        .to_string();
+    assert!(err.contains("row-level security"), "{err}");
+    // The owner itself is fine.
+    followup_infra::prepare_database(&owner).await.unwrap();
+}

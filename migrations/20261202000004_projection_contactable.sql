@@ -2,3 +2,8 @@
 -- contactable leads only. Rows written before take the value events without the field read as.
 -- `rebuild` runs this file after 20261129000003 inside its shadow schema.
 ALTER TABLE projection_leads ADD COLUMN IF NOT EXISTS contactable BOOLEAN NOT NULL DEFAULT TRUE;
+
+-- When the projection was initialised from a snapshot of the CRM (`snapshot`): NULL until then.
+-- `serve` takes the snapshot on its first start against an empty projection; `rebuild` takes a
+-- fresh one.
+ALTER TABLE projection_state ADD COLUMN IF NOT EXISTS snapshot_at TIMESTAMPTZ;

@@ -97,7 +97,7 @@ pub(crate) fn fold_events(
                     after.deliveries.push(delivery.clone());
                     plan.deltas.record_transition(record, &after, *at, tz);
                     plan.users.extend(after.members());
-                    if record.state.sequence == 0 {
+                    if !record.state.is_known() {
                         // Keep a placeholder row so the delivery is found when the state arrives.
                         plan.leads
                             .entry(sent.lead_id)

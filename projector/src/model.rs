@@ -14,7 +14,8 @@ use crate::scope::{Scope, lead_members};
 /// A lead as the projection knows it (`projection_leads`).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct LeadState {
-    /// Sequence of the applied `lead.changed.v1`; 0 while the lead is known only from a delivery.
+    /// Sequence of the applied `lead.changed.v1`; 0 while the lead is known only from a delivery
+    /// or from the snapshot of the CRM (any event of it then applies).
     pub sequence: i64,
     pub owner_user_id: Option<String>,
     pub collaborator_user_ids: Vec<String>,
@@ -31,7 +32,8 @@ pub(crate) struct LeadState {
 }
 
 impl LeadState {
-    /// A lead seen only through a `sent` event: it counts nowhere until its state arrives.
+    /// A lead seen only through a `sent` event: it counts nowhere until its state arrives
+    /// (`changed_at` is None).
     pub fn unknown() -> LeadState {
         LeadState {
             sequence: 0,
@@ -65,8 +67,13 @@ impl LeadState {
         }
     }
 
+    /// Whether the lead's state is known (from an event or the snapshot), not just its deliveries.
+    pub fn is_known(&self) -> bool {
+        self.changed_at.is_some()
+    }
+
     fn counts(&self) -> bool {
-        self.sequence > 0 && !self.deleted
+        self.is_known() && !self.deleted
     }
 
     /// ACTIVE, clock running and contactable: a follow-up may still go out.

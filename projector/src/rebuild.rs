@@ -1,5 +1,6 @@
-//! `rebuild`: builds the projection again from the start of the stream in the shadow schema
-//! `projection_rebuild`, while `serve` keeps the live tables up, then swaps them in.
+//! `rebuild`: builds the projection again in the shadow schema `projection_rebuild` — a snapshot
+//! of the CRM's current state, then the whole stream — while `serve` keeps the live tables up,
+//! then swaps them in.
 //!
 //! Coexistence with a running `serve`: the shadow tables are created from the same migration
 //! file and written by the same apply code (through `search_path`). After the stream's last
@@ -21,6 +22,7 @@ use sqlx::{Connection, PgConnection, PgPool};
 use crate::apply::{apply_messages, lock_projection};
 use crate::consume::{ack_all, fetch_batch, to_inbound};
 use crate::fold::Outcome;
+use crate::snapshot::write_snapshot;
 
 /// The projection's DDL: its migration files, run again inside the shadow schema.
 const PROJECTION_DDL: &str = concat!(
@@ -83,6 +85,17 @@ pub async fn rebuild_projection(
     }
     let mut shadow = pool.acquire().await?.detach();
     create_shadow_tables(&mut shadow).await?;
+    // Snapshot, then stream: the CRM's current state first, then every message the stream still
+    // holds (older ones apply over the snapshot harmlessly; see `snapshot`), so a stream whose
+    // older events expired rebuilds the same figures.
+    let mut snapshot = shadow.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        .execute(&mut *snapshot)
+        .await?;
+    write_snapshot(&mut snapshot, tz, chrono::Utc::now())
+        .await
+        .context("taking the snapshot of the CRM")?;
+    snapshot.commit().await?;
 
     let mut stream = js
         .get_stream(STREAM_NAME)

@@ -25,6 +25,7 @@ use crate::metrics::ProjectorMetrics;
 use crate::notice::{ChangeNotice, publish_notice};
 use crate::parse::ParsedBatch;
 use crate::scope::Scope;
+use crate::snapshot::ensure_snapshot;
 
 /// Runs the projector until `shutdown` fires: serves `/metrics`, `/healthz` and `/readyz` on
 /// `ops_listener` (bind port 0 in tests), consumes the stream and keeps the projection. A batch
@@ -59,6 +60,12 @@ async fn consume_until_stopped(
 ) -> anyhow::Result<()> {
     let pool = connect_database(&config.database_url, config.db_connections, shutdown).await?;
     prepare_database(&pool).await?;
+    // Figures right from the first minute: a CRM that held leads before the projector started.
+    let mut conn = pool.acquire().await?;
+    ensure_snapshot(&mut conn, config.followup_tz)
+        .await
+        .context("initialising the projection from a snapshot of the CRM")?;
+    drop(conn);
     let client = connect_nats(&config.nats_url, "followup-projector", shutdown).await?;
     let js = jetstream::new(client.clone());
     // JetStream may not be ready yet (a server starting, a cluster electing its leader): wait

@@ -153,7 +153,8 @@ async fn load_projection(
 /// collaborators from `lead_collaborators`; DELETED and GDPR-erased leads count nowhere, and
 /// neither do deliveries of leads that no longer exist. Pending means ACTIVE, clock running and
 /// contactable (`followup_contactable`, the one SQL definition of the rule); NULL flags read as
-/// false.
+/// false. A follow-up is a `lead_activities` row with a `followup_type`, whoever wrote it (the
+/// CRM's older automation too); per lead and kind the first one counts, on its day.
 async fn load_truth(
     conn: &mut PgConnection,
     from: DateTime<Utc>,
@@ -168,8 +169,15 @@ async fn load_truth(
                   COALESCE(d.sent, 0) > 0 AS followed, COALESCE(d.today, 0) AS today \
            FROM leads l \
            LEFT JOIN (SELECT lead_id, count(*) AS sent, \
-                             count(*) FILTER (WHERE delivered_at >= $1 AND delivered_at < $2) AS today \
-                      FROM followup_deliveries WHERE status = 'sent' GROUP BY lead_id) d \
+                             count(*) FILTER (WHERE sent_at >= $1 AND sent_at < $2) AS today \
+                      FROM (SELECT a.lead_id, a.metadata ->> 'followup_type', \
+                                   min(followup_utc_text(to_jsonb(a.activity_date) #>> '{}') \
+                                       ::timestamptz) AS sent_at \
+                            FROM lead_activities a \
+                            WHERE a.metadata ? 'followup_type' \
+                              AND a.metadata ->> 'followup_type' IN ('T3_FOLLOWUP', 'T7_FOLLOWUP') \
+                            GROUP BY 1, 2) f \
+                      GROUP BY lead_id) d \
              ON d.lead_id = l.id \
            WHERE l.status <> 'DELETED' AND l.gdpr_deleted IS NOT TRUE), \
          members AS ( \

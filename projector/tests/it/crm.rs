@@ -10,7 +10,7 @@ use crate::helpers::Harness;
 /// Writes `leads` leads with varied owners, collaborators, statuses, clocks, deliveries,
 /// conversions and deletions, the way the CRM and the producer would.
 pub async fn seed_crm(h: &Harness, leads: i64) {
-    let statements: [&'static str; 10] = [
+    let statements: [&'static str; 12] = [
         "INSERT INTO leads (company_name, status, owner_user_id, registered_at, created_by, \
                             email, metadata) \
          SELECT 'Company ' || i, CASE WHEN i % 7 = 0 THEN 'REGISTERED' ELSE 'ACTIVE' END, \
@@ -37,6 +37,20 @@ pub async fn seed_crm(h: &Harness, leads: i64) {
            AND $1::int8 > 0",
         "UPDATE leads SET status = CASE WHEN id % 11 = 0 THEN 'DELETED' ELSE 'CONVERTED' END \
          WHERE (id % 6 = 0 OR id % 11 = 0) AND $1::int8 > 0",
+        // Each sent follow-up has its CRM activity, as the producer writes it.
+        "INSERT INTO lead_activities (lead_id, user_id, activity_type, activity_date, metadata) \
+         SELECT d.lead_id, 'SYSTEM', 'NOTE', d.delivered_at AT TIME ZONE 'UTC', \
+                jsonb_build_object('followup_type', upper(d.kind) || '_FOLLOWUP', \
+                                   'automated', true, 'run_id', d.run_id::text) \
+         FROM followup_deliveries d WHERE d.status = 'sent' AND $1::int8 > 0",
+        // Follow-ups of the CRM's older automation: an activity and the flag, no delivery record
+        // and no event of ours; some of these leads converted since.
+        "WITH legacy AS (UPDATE leads SET t3_followup_sent = TRUE, version = version + 1 \
+                         WHERE id % 23 = 5 AND t3_followup_sent IS NOT TRUE AND $1::int8 > 0 \
+                         RETURNING id) \
+         INSERT INTO lead_activities (lead_id, user_id, activity_type, activity_date, metadata) \
+         SELECT id, 'SYSTEM', 'NOTE', (now() AT TIME ZONE 'UTC') - interval '20 days', \
+                '{\"followup_type\": \"T3_FOLLOWUP\", \"automated\": true}'::jsonb FROM legacy",
         "DELETE FROM leads WHERE id % 10 = 0 AND $1::int8 > 0",
     ];
     for sql in statements {

@@ -10,5 +10,6 @@ mod kill;
 mod ordering;
 mod rebuild;
 mod shutdown;
+mod snapshot;
 mod startup;
 mod verify;

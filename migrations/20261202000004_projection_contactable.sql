@@ -7,3 +7,9 @@ ALTER TABLE projection_leads ADD COLUMN IF NOT EXISTS contactable BOOLEAN NOT NU
 -- `serve` takes the snapshot on its first start against an empty projection; `rebuild` takes a
 -- fresh one.
 ALTER TABLE projection_state ADD COLUMN IF NOT EXISTS snapshot_at TIMESTAMPTZ;
+
+-- When an event id entered the inbox, so the inbox can be pruned once no duplicate of that event
+-- can arrive any more (the stream's retention, the dead letters' age; `projector::prune`). Ids
+-- stored before this column existed take the time of this migration.
+ALTER TABLE projection_inbox ADD COLUMN IF NOT EXISTS applied_at TIMESTAMPTZ NOT NULL DEFAULT now();
+CREATE INDEX IF NOT EXISTS projection_inbox_applied_idx ON projection_inbox (applied_at);

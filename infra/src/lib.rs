@@ -16,7 +16,8 @@ pub use db::{
     check_crm_access, connect_database, grant_app_role, migrate_database, prepare_database,
 };
 pub use nats::{
-    connect_nats, ensure_stream, ensure_stream_replicas, provision_stream, server_addrs,
+    StreamSettings, connect_nats, ensure_stream, ensure_stream_replicas, provision_stream,
+    server_addrs,
 };
 pub use ops::{Readiness, serve_ops};
 pub use shutdown::shutdown_on_signals;

@@ -70,18 +70,50 @@ pub fn consumer_config(name: &str) -> anyhow::Result<consumer::pull::Config> {
 /// that does not exist yet. An existing consumer whose configuration differs is left alone with
 /// a warning: changing a live consumer is an operator's decision (`nats consumer edit`).
 pub async fn ensure_stream(js: &jetstream::Context) -> anyhow::Result<stream::Stream> {
-    ensure_stream_replicas(js, stream_config()?.num_replicas).await
+    ensure_stream_replicas(js, &StreamSettings::default()).await
 }
 
-/// [`ensure_stream`] with the stream's replica count (`STREAM_REPLICAS`: 1 on a single server,
-/// 3 on a three-node cluster). Every binary that provisions the stream must be given the same
-/// count, or each start would scale the stream to its own.
+/// The stream's shape a binary creates or updates it to. Every binary that provisions the stream
+/// must be given the same values, or each start would set the stream to its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Args)]
+pub struct StreamSettings {
+    /// Replicas of the FOLLOWUP stream (1 on a single server, 3 on a three-node cluster).
+    #[arg(long, env = "STREAM_REPLICAS", default_value_t = 1,
+          value_parser = clap::value_parser!(u8).range(1..=5))]
+    pub stream_replicas: u8,
+    /// Days the stream keeps an event (JetStream `max_age`); 0 keeps events for ever. Older
+    /// history lives on in the CRM's tables: `rebuild` takes a snapshot of them first. The
+    /// projector keeps its inbox of applied event ids for as long (see `projector/README.md`).
+    #[arg(long, env = "STREAM_MAX_AGE_DAYS", default_value_t = 90,
+          value_parser = clap::value_parser!(u32).range(0..=3650))]
+    pub stream_max_age_days: u32,
+}
+
+impl Default for StreamSettings {
+    fn default() -> StreamSettings {
+        StreamSettings {
+            stream_replicas: 1,
+            stream_max_age_days: 90,
+        }
+    }
+}
+
+impl StreamSettings {
+    /// The retention as a duration; `None` for "for ever".
+    pub fn max_age(&self) -> Option<Duration> {
+        (self.stream_max_age_days > 0)
+            .then(|| Duration::from_secs(u64::from(self.stream_max_age_days) * 86_400))
+    }
+}
+
+/// [`ensure_stream`] with the stream's replica count and retention from `settings`.
 pub async fn ensure_stream_replicas(
     js: &jetstream::Context,
-    replicas: usize,
+    settings: &StreamSettings,
 ) -> anyhow::Result<stream::Stream> {
     let mut config = stream_config()?;
-    config.num_replicas = replicas.max(1);
+    config.num_replicas = usize::from(settings.stream_replicas.max(1));
+    config.max_age = settings.max_age().unwrap_or_default();
     js.create_or_update_stream(config)
         .await
         .with_context(|| format!("creating or updating stream {STREAM_NAME}"))?;
@@ -118,12 +150,12 @@ pub async fn ensure_stream_replicas(
 /// exiting.
 pub async fn provision_stream(
     js: &jetstream::Context,
-    replicas: usize,
+    settings: &StreamSettings,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<stream::Stream> {
     let mut delay = Duration::from_millis(200);
     loop {
-        match ensure_stream_replicas(js, replicas).await {
+        match ensure_stream_replicas(js, settings).await {
             Ok(stream) => return Ok(stream),
             Err(err) if !shutdown.is_cancelled() => {
                 tracing::warn!(

@@ -116,11 +116,9 @@ pub struct ProducerConfig {
     /// How often the relay polls when no NOTIFY arrives, in milliseconds.
     #[arg(long, env = "RELAY_POLL_MS", default_value_t = 1000)]
     pub relay_poll_ms: u64,
-    /// Replicas of the FOLLOWUP stream this process creates or updates it to (1 on a single
-    /// server, 3 on a three-node cluster); the same value in every binary.
-    #[arg(long, env = "STREAM_REPLICAS", default_value_t = 1,
-          value_parser = clap::value_parser!(u8).range(1..=5))]
-    pub stream_replicas: u8,
+    /// The FOLLOWUP stream's replicas and retention (the same in every binary).
+    #[command(flatten)]
+    pub stream: followup_infra::StreamSettings,
 }
 
 /// `SMTP_FROM` when unset. Set it to an address of your own domain: relays reject or junk mail

@@ -43,7 +43,7 @@ async fn connect_all(
     prepare_database(&pool).await?;
     let nats = connect_nats(&config.nats_url, "followup-producer", shutdown).await?;
     let js = jetstream_context(&nats);
-    provision_stream(&js, config.stream_replicas.into(), shutdown).await?;
+    provision_stream(&js, &config.stream, shutdown).await?;
     Ok(Connections { pool, nats, js })
 }
 
@@ -307,7 +307,7 @@ async fn relay_when_connected(
         Err(_) => return, // shutdown before NATS answered
     };
     let js = jetstream_context(&nats);
-    if provision_stream(&js, config.stream_replicas.into(), &shutdown)
+    if provision_stream(&js, &config.stream, &shutdown)
         .await
         .is_err()
     {

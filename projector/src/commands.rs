@@ -31,7 +31,7 @@ pub async fn run_cli(cli: Cli, shutdown: CancellationToken) -> anyhow::Result<Ex
             let client =
                 connect_nats(&config.nats_url, "followup-projector-rebuild", &shutdown).await?;
             let js = jetstream::new(client);
-            ensure_stream_replicas(&js, config.stream_replicas.into()).await?;
+            ensure_stream_replicas(&js, &config.stream).await?;
             let mut progress = |p: &crate::RebuildProgress| {
                 eprintln!(
                     "rebuild {}: sequence {}/{} ({} messages, {} skipped)",

@@ -75,11 +75,10 @@ pub struct Config {
     #[arg(long, env = "PROJECTOR_DB_CONNECTIONS", default_value_t = 4,
           value_parser = clap::value_parser!(u32).range(2..=64))]
     pub db_connections: u32,
-    /// Replicas of the FOLLOWUP stream this process creates or updates it to (1 on a single
-    /// server, 3 on a three-node cluster); the same value in every binary.
-    #[arg(long, env = "STREAM_REPLICAS", default_value_t = 1,
-          value_parser = clap::value_parser!(u8).range(1..=5))]
-    pub stream_replicas: u8,
+    /// The FOLLOWUP stream's replicas and retention (the same in every binary); the retention
+    /// also bounds how long the inbox keeps applied event ids.
+    #[command(flatten)]
+    pub stream: followup_infra::StreamSettings,
     /// Source of "now" for the gauges; tests inject a fixed or moving clock.
     #[arg(skip = Clock::system())]
     pub clock: Clock,
@@ -97,7 +96,7 @@ impl Config {
             batch_size: 5000,
             fetch_wait_ms: 1000,
             db_connections: 4,
-            stream_replicas: 1,
+            stream: followup_infra::StreamSettings::default(),
             clock: Clock::system(),
         }
     }

@@ -28,6 +28,7 @@ pub mod metrics;
 mod model;
 pub mod notice;
 mod parse;
+pub mod prune;
 pub mod rebuild;
 pub mod scope;
 mod serve;

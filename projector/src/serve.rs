@@ -66,12 +66,17 @@ async fn consume_until_stopped(
         .await
         .context("initialising the projection from a snapshot of the CRM")?;
     drop(conn);
+    tokio::spawn(crate::prune::prune_until_stopped(
+        pool.clone(),
+        config.stream.max_age(),
+        shutdown.child_token(),
+    ));
     let client = connect_nats(&config.nats_url, "followup-projector", shutdown).await?;
     let js = jetstream::new(client.clone());
     // JetStream may not be ready yet (a server starting, a cluster electing its leader): wait
     // for it like for the connection, rather than exit.
     let consumer: PullConsumer = loop {
-        let stream = provision_stream(&js, config.stream_replicas.into(), shutdown).await?;
+        let stream = provision_stream(&js, &config.stream, shutdown).await?;
         match stream.get_consumer(PROJECTOR_CONSUMER).await {
             Ok(consumer) => break consumer,
             Err(err) if !shutdown.is_cancelled() => {

@@ -9,6 +9,7 @@ mod helpers;
 mod kill;
 mod ordering;
 mod rebuild;
+mod retention;
 mod shutdown;
 mod snapshot;
 mod startup;

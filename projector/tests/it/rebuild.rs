@@ -7,7 +7,8 @@ use crate::helpers::{Harness, TZ, berlin, change, processed, sent};
 /// Every table of the projection, in a stable order, as JSON text.
 async fn snapshot(h: &Harness) -> Vec<String> {
     let queries: [&'static str; 7] = [
-        "SELECT jsonb_agg(t ORDER BY event_id)::text FROM projection_inbox t",
+        // When an id was applied differs by nature; which ids were is compared.
+        "SELECT jsonb_agg(event_id ORDER BY event_id)::text FROM projection_inbox t",
         "SELECT jsonb_agg(t ORDER BY lead_id)::text FROM projection_leads t",
         "SELECT jsonb_agg(t ORDER BY lead_id, kind)::text FROM projection_deliveries t",
         "SELECT jsonb_agg(t ORDER BY scope)::text FROM projection_scope_figures t",

@@ -1,0 +1,170 @@
+//! The snapshot of a populated CRM (issue 12: ≤ 30 s for 1 000 000 leads) against a plain read of
+//! the same rows, in the same run.
+//!
+//! `cargo bench -p followup-projector --bench snapshot` (env: BENCH_LEADS, default 1000000;
+//! BENCH_ROUNDS, default 3). Fills a fresh CRM fixture database (testkit) the way a CRM holds it:
+//! 20 % of the leads with a collaborator in `lead_collaborators`, 10 % with a follow-up of the
+//! CRM's older automation in `lead_activities`, 5 % with an EMAIL OPT_OUT in `lead_consent`, 3 %
+//! withdrawn through the GDPR fields, NULL flags and metadata here and there. Then, per round:
+//! - baseline: one REPEATABLE READ transaction reading every lead with its collaborators and
+//!   follow-ups (the snapshot's reads alone, keyset pages of 20 000 ids);
+//! - snapshot: `write_snapshot` into an emptied projection in one REPEATABLE READ transaction
+//!   (reads, the contactable rule, the fold, the writes), committed.
+//!
+//! Prints seconds and leads/s of both and the ratio, and a JSON line per round
+//! (`{"bench": "snapshot", …}`). No timing assertions.
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use followup_projector::write_snapshot;
+use followup_testkit::TestDb;
+use sqlx::{Connection, PgPool};
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+const TZ: chrono_tz::Tz = chrono_tz::Europe::Berlin;
+
+/// The CRM's data, written with our change triggers off (a CRM that held these leads before
+/// the pipeline was installed).
+const FILL: [&str; 7] = [
+    "ALTER TABLE leads DISABLE TRIGGER USER",
+    "ALTER TABLE lead_collaborators DISABLE TRIGGER USER",
+    "ALTER TABLE lead_consent DISABLE TRIGGER USER",
+    "INSERT INTO leads (company_name, contact_person, email, business_type, territory_id, status,
+                        owner_user_id, registered_at, t3_followup_sent, t7_followup_sent,
+                        followup_count, metadata, contact_blocked, consent_revoked_at, created_by)
+     SELECT 'Firma ' || i, 'Kontakt ' || i, 'lead' || i || '@example.com', 'RESTAURANT', 'DE',
+            (ARRAY['ACTIVE','ACTIVE','ACTIVE','REGISTERED','CONVERTED','LOST','REMINDER'])[1 + i % 7],
+            'user' || (i % 200),
+            (now() AT TIME ZONE 'UTC') - (i % 30) * interval '1 day',
+            CASE WHEN i % 11 = 0 THEN NULL ELSE i % 3 = 0 END,
+            CASE WHEN i % 13 = 0 THEN NULL ELSE FALSE END,
+            CASE WHEN i % 17 = 0 THEN NULL ELSE 0 END,
+            CASE WHEN i % 19 = 0 THEN NULL ELSE '{\"emailConsent\": true}'::jsonb END,
+            i % 33 = 0, CASE WHEN i % 33 = 0 THEN now() AT TIME ZONE 'UTC' END, 'import'
+     FROM generate_series(1, $1::bigint) AS i",
+    "INSERT INTO lead_collaborators (lead_id, user_id)
+     SELECT id, 'user' || ((id + 7) % 200) FROM leads WHERE id % 5 = 0 AND $1::bigint > 0",
+    "INSERT INTO lead_activities (lead_id, user_id, activity_type, activity_date, metadata)
+     SELECT id, 'SYSTEM', 'NOTE', registered_at + interval '3 days',
+            '{\"followup_type\": \"T3_FOLLOWUP\", \"automated\": true}'::jsonb
+     FROM leads WHERE id % 10 = 0 AND $1::bigint > 0",
+    "INSERT INTO lead_consent (lead_id, channel, status, occurred_at)
+     SELECT id, 'EMAIL', 'OPT_OUT', now() AT TIME ZONE 'UTC' FROM leads
+     WHERE id % 20 = 0 AND $1::bigint > 0",
+];
+
+/// The snapshot's reads without its work: every lead, its collaborators and follow-ups.
+const BASELINE_READ: &str = "
+SELECT l.*, (SELECT array_agg(c.user_id) FROM lead_collaborators c WHERE c.lead_id = l.id)
+FROM leads l WHERE l.id > $1 ORDER BY l.id LIMIT 20000";
+const BASELINE_FOLLOW_UPS: &str = "
+SELECT lead_id, metadata ->> 'followup_type', min(activity_date) FROM lead_activities
+WHERE metadata ? 'followup_type' AND lead_id > $1 AND lead_id <= $2 GROUP BY 1, 2";
+
+#[tokio::main]
+async fn main() {
+    let leads = env_usize("BENCH_LEADS", 1_000_000);
+    let rounds = env_usize("BENCH_ROUNDS", 3);
+    let db = TestDb::new().await;
+    let started = Instant::now();
+    for sql in FILL {
+        sqlx::query(sql)
+            .bind(leads as i64)
+            .execute(&db.pool)
+            .await
+            .expect("fill the CRM");
+    }
+    sqlx::query("VACUUM ANALYZE")
+        .execute(&db.pool)
+        .await
+        .expect("analyze");
+    eprintln!("filled {leads} leads in {:.1?}", started.elapsed());
+    println!("leads: {leads}, rounds: {rounds}");
+    let (mut base, mut snap) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let b = baseline(&db.pool).await;
+        let (s, loaded) = snapshot(&db.pool).await;
+        assert_eq!(loaded, leads as u64, "every lead in the snapshot");
+        let (bs, ss) = (b.as_secs_f64(), s.as_secs_f64());
+        println!(
+            "round {round}: baseline read {bs:>6.2} s ({:>8.0} leads/s), snapshot {ss:>6.2} s \
+             ({:>8.0} leads/s), ratio {:.2}",
+            leads as f64 / bs,
+            leads as f64 / ss,
+            ss / bs
+        );
+        let record = serde_json::json!({
+            "bench": "snapshot", "round": round, "leads": leads,
+            "baseline_s": bs, "snapshot_s": ss, "ratio": ss / bs,
+        });
+        println!("{record}");
+        base.push(bs);
+        snap.push(ss);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (b, s) = (median(&mut base), median(&mut snap));
+    println!(
+        "median: baseline read {b:.2} s, snapshot {s:.2} s ({:.0} leads/s), ratio {:.2}; target ≤ 30 s",
+        leads as f64 / s,
+        s / b
+    );
+}
+
+async fn baseline(pool: &PgPool) -> Duration {
+    let mut conn = pool.acquire().await.unwrap();
+    let started = Instant::now();
+    let mut tx = conn.begin().await.unwrap();
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let mut after = 0_i64;
+    loop {
+        let rows = sqlx::query(BASELINE_READ)
+            .bind(after)
+            .fetch_all(&mut *tx)
+            .await
+            .unwrap();
+        let Some(last) = rows.last() else { break };
+        let last: i64 = sqlx::Row::get(last, "id");
+        sqlx::query(BASELINE_FOLLOW_UPS)
+            .bind(after)
+            .bind(last)
+            .fetch_all(&mut *tx)
+            .await
+            .unwrap();
+        after = last;
+    }
+    tx.commit().await.unwrap();
+    started.elapsed()
+}
+
+async fn snapshot(pool: &PgPool) -> (Duration, u64) {
+    sqlx::raw_sql(
+        "TRUNCATE projection_leads, projection_deliveries, projection_scope_figures,
+                  projection_scope_days, projection_state",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    let started = Instant::now();
+    let mut tx = conn.begin().await.unwrap();
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let report = write_snapshot(&mut tx, TZ, Utc::now()).await.unwrap();
+    tx.commit().await.unwrap();
+    (started.elapsed(), report.leads)
+}

@@ -151,8 +151,9 @@ impl SmtpMailer {
     /// The MIME message: plain text UTF-8, the stable Message-ID, and RFC 2369/8058
     /// `List-Unsubscribe` headers pointing at the signed link.
     fn message(&self, email: &Email) -> Result<Message, SendError> {
+        // The address is personal data: the reason is stored and logged without it.
         let to: Mailbox = email.to.parse().map_err(|e| {
-            SendError::Permanent(format!("invalid recipient address {:?}: {e}", email.to))
+            SendError::Permanent(redact_addresses(&format!("invalid recipient address: {e}")))
         })?;
         Message::builder()
             .from(self.from.clone())
@@ -203,5 +204,60 @@ fn error_text(err: &lettre::transport::smtp::Error) -> String {
         }
         source = inner.source();
     }
-    text.replace(['\r', '\n'], " ")
+    redact_addresses(&text.replace(['\r', '\n'], " "))
+}
+
+/// `text` with every e-mail address replaced by `<address>`: SMTP replies often quote the
+/// recipient ("550 5.1.1 <lead@example.com>: unknown user"), and reasons are stored in
+/// `followup_deliveries`, sent in `failed` events and logged, none of which may hold personal data.
+pub fn redact_addresses(text: &str) -> String {
+    let local = |c: char| c.is_alphanumeric() || "._%+-'!#$&*/=?^`{|}~".contains(c);
+    let domain = |c: char| c.is_alphanumeric() || c == '.' || c == '-';
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i] == '@' {
+            let kept: Vec<char> = out.chars().collect();
+            let mut k = kept.len();
+            while k > 0 && local(kept[k - 1]) {
+                k -= 1;
+            }
+            let mut end = i + 1;
+            while end < chars.len() && domain(chars[end]) {
+                end += 1;
+            }
+            if k < kept.len() && end > i + 1 {
+                let start = kept[..k].iter().collect::<String>().len();
+                out.truncate(start);
+                out.push_str("<address>");
+                i = end;
+                continue;
+            }
+        }
+        out.push(chars[i]);
+        i += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_addresses;
+
+    #[test]
+    fn addresses_are_redacted_from_smtp_replies() {
+        assert_eq!(
+            redact_addresses(
+                "550 5.1.1 <frau.test+x@gasthaus-test.de>: Recipient address rejected"
+            ),
+            "550 5.1.1 <<address>>: Recipient address rejected"
+        );
+        assert_eq!(
+            redact_addresses("a@b.de and c.d@e.org"),
+            "<address> and <address>"
+        );
+        assert_eq!(redact_addresses("no address @ here"), "no address @ here");
+        assert_eq!(redact_addresses("Grüße@Straße.de"), "<address>");
+    }
 }

@@ -433,3 +433,29 @@ async fn rs256_tokens_checked_against_a_jwks_url() {
         }
     }
 }
+
+/// The CRM keeps collaborators in `lead_collaborators`: a sales user who collaborates on two
+/// leads due for T+7 sees them, and stops seeing one when removed from it.
+#[tokio::test]
+async fn a_sales_user_collaborating_through_lead_collaborators_sees_their_pending_t7() {
+    use followup_testkit::crm::{self, CrmLead};
+    let stack = Stack::start().await;
+    let nine_days_ago = Utc::now() - chrono::Duration::days(9);
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let mut lead = CrmLead::active("owner.x", nine_days_ago);
+        lead.t3_followup_sent = Some(true);
+        let id = lead.insert(&stack.db.pool).await;
+        crm::add_collaborator(&stack.db.pool, id, "vertrieb.y").await;
+        ids.push(id);
+    }
+    let sales = token("vertrieb.y", &["sales"]);
+    let figures = stack
+        .wait_for_figures("/api/followup/metrics", &sales, |f| f["pendingT7"] == 2)
+        .await;
+    assert_eq!(figures["scope"], "user:vertrieb.y");
+    crm::remove_collaborator(&stack.db.pool, ids[0], "vertrieb.y").await;
+    stack
+        .wait_for_figures("/api/followup/metrics", &sales, |f| f["pendingT7"] == 1)
+        .await;
+}

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The fault-injection suite (README "Reliability"): builds the binaries, then runs
 # `followup-faults`, which starts its own PostgreSQL 15 instance (initdb in a temporary
-# directory), a three-node NATS cluster and the three services, drives CRM load, injects every
-# fault several times and checks the exact oracle. Exits non-zero when anything was lost,
-# duplicated, differs, did not recover or did not shut down.
+# directory) holding the CRM's production schema (the test kit's fixture), a three-node NATS
+# cluster and the three services, drives CRM load, injects every fault several times and checks
+# the exact oracle. Exits non-zero when anything was lost, duplicated, differs, was sent without
+# consent, did not recover or did not shut down, and when a phase proved nothing (its load
+# committed no change, or a fault was not confirmed injected).
 #
 #   ./scripts/faults.sh --short        # CI: each fault twice, NATS down 10 s (about 3-4 minutes)
 #   ./scripts/faults.sh                # long: each fault 5 times, NATS down 60 s; writes FAULTS.md

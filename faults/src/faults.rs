@@ -57,6 +57,9 @@ pub struct World {
     pub refused: u64,
 }
 
+/// Poison messages published per injection (besides the one NATS must refuse).
+const POISON_BODIES: usize = 4;
+
 /// Timings of one suite mode.
 #[derive(Debug, Clone, Copy)]
 pub struct Durations {
@@ -65,37 +68,56 @@ pub struct Durations {
     pub node_down: Duration,
 }
 
+/// One injection: whether it is confirmed to have happened, and the recovery time.
+#[derive(Debug)]
+pub struct Injection {
+    /// Why the fault is not confirmed injected, if it is not (a phase with such an injection
+    /// proves nothing about that fault, so it fails).
+    pub unconfirmed: Option<String>,
+    pub recovery: Duration,
+}
+
 impl World {
-    /// Injects `fault` once and returns the recovery time.
+    /// Injects `fault` once; returns whether it is confirmed and the recovery time. A fault is
+    /// confirmed when what the suite can see of it happened: a killed service or NATS node was
+    /// running and ended by the SIGKILL; every NATS node, or Postgres, refused connections when
+    /// stopped and still at the end of the outage; every poison message was stored in the stream.
     pub async fn inject(
         &mut self,
         fault: Fault,
         rng: &mut Rng,
         d: &Durations,
-    ) -> anyhow::Result<Duration> {
-        match fault {
-            Fault::KillProducer => {
-                self.producer.kill();
+    ) -> anyhow::Result<Injection> {
+        let unconfirmed = match fault {
+            Fault::KillProducer | Fault::KillProjector | Fault::KillGateway => {
+                let service = match fault {
+                    Fault::KillProducer => &mut self.producer,
+                    Fault::KillProjector => &mut self.projector,
+                    _ => &mut self.gateway,
+                };
+                let killed = service.kill();
                 tokio::time::sleep(rng.millis(100, 2000)).await;
-                self.producer.start()?;
-            }
-            Fault::KillProjector => {
-                self.projector.kill();
-                tokio::time::sleep(rng.millis(100, 2000)).await;
-                self.projector.start()?;
-            }
-            Fault::KillGateway => {
-                self.gateway.kill();
-                tokio::time::sleep(rng.millis(100, 2000)).await;
-                self.gateway.start()?;
-                let started = Instant::now();
-                wait_until(Duration::from_secs(120), || self.gateway.answers("/readyz")).await?;
-                return Ok(started.elapsed());
+                service.start()?;
+                let unconfirmed = killed.err();
+                if fault == Fault::KillGateway {
+                    let started = Instant::now();
+                    wait_until(Duration::from_secs(120), || self.gateway.answers("/readyz"))
+                        .await?;
+                    return Ok(Injection {
+                        unconfirmed,
+                        recovery: started.elapsed(),
+                    });
+                }
+                unconfirmed
             }
             Fault::NatsOutage => {
-                self.nats.stop_all();
+                let stopped = self.nats.stop_all();
                 tokio::time::sleep(d.nats_outage).await;
+                let still = self.nats.all_down();
                 self.nats.start_all()?;
+                stopped
+                    .and(still.map_err(|e| format!("at the end of the outage: {e}")))
+                    .err()
             }
             Fault::PostgresRestart => {
                 let mode = if rng.below(2) == 0 {
@@ -104,15 +126,21 @@ impl World {
                     "immediate"
                 };
                 self.postgres.stop_server(mode)?;
+                let stopped = self.postgres.down();
                 tokio::time::sleep(d.postgres_down).await;
+                let still = self.postgres.down();
                 self.postgres.start_server()?;
+                stopped
+                    .and(still.map_err(|e| format!("at the end of the outage: {e}")))
+                    .err()
             }
             Fault::NatsNodeLoss => {
                 let node = rng.below(self.nats.size() as u64) as usize;
-                self.nats.kill_node(node);
+                let killed = self.nats.kill_node(node);
                 // The load goes on with two of three nodes (a quorum) for a while.
                 tokio::time::sleep(d.node_down).await;
                 self.nats.start_node(node)?;
+                killed.err()
             }
             Fault::Poison => {
                 let started = Instant::now();
@@ -129,10 +157,21 @@ impl World {
                     dead as usize == published.len()
                 })
                 .await?;
-                return Ok(started.elapsed());
+                return Ok(Injection {
+                    unconfirmed: (published.len() != POISON_BODIES).then(|| {
+                        format!(
+                            "{} of {POISON_BODIES} poison messages stored in the stream",
+                            published.len()
+                        )
+                    }),
+                    recovery: started.elapsed(),
+                });
             }
-        }
-        self.probe().await
+        };
+        Ok(Injection {
+            unconfirmed,
+            recovery: self.probe().await?,
+        })
     }
 
     /// Changes the probe lead's owner and waits until the projection has that owner.
@@ -142,12 +181,15 @@ impl World {
         let owner = format!("probe-{}", self.probes);
         // The database may be starting: retry the change itself too.
         wait_until(Duration::from_secs(300), || async {
-            sqlx::query("UPDATE leads SET owner_user_id = $2 WHERE id = $1")
-                .bind(self.probe_lead)
-                .bind(&owner)
-                .execute(&self.pool)
-                .await
-                .is_ok()
+            sqlx::query(
+                "UPDATE leads SET owner_user_id = $2, version = version + 1, \
+                        updated_at = now() AT TIME ZONE 'UTC' WHERE id = $1",
+            )
+            .bind(self.probe_lead)
+            .bind(&owner)
+            .execute(&self.pool)
+            .await
+            .is_ok()
         })
         .await?;
         wait_until(Duration::from_secs(300), || async {
@@ -202,7 +244,10 @@ impl World {
                 .publish_with_headers(subject, headers, body.into())
                 .await?
                 .await?;
-            sequences.push(ack.sequence);
+            // A duplicate was not stored again: it does not count as injected.
+            if !ack.duplicate {
+                sequences.push(ack.sequence);
+            }
         }
         let huge = vec![b'x'; 2 * 1024 * 1024];
         let accepted = match self.js.publish("freshplan.lead.changed", huge.into()).await {

@@ -3,6 +3,7 @@
 //! brought back individually or all at once.
 
 use std::fs::File;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -18,6 +19,22 @@ struct Node {
     log: PathBuf,
     child: Option<Child>,
 }
+
+impl Node {
+    /// Why the node is not down, if it is not: its client port still accepts connections.
+    fn down(&self) -> Result<(), String> {
+        match std::net::TcpStream::connect(("127.0.0.1", self.port)) {
+            Ok(_) => Err(format!(
+                "{} still accepts connections on port {}",
+                self.name, self.port
+            )),
+            Err(_) => Ok(()),
+        }
+    }
+}
+
+/// The signal number of SIGKILL.
+const SIGKILL: i32 = 9;
 
 /// The NATS servers of one suite run.
 pub struct NatsCluster {
@@ -97,24 +114,47 @@ impl NatsCluster {
         Ok(())
     }
 
-    /// SIGKILLs node `i`; its store stays.
-    pub fn kill_node(&mut self, i: usize) {
-        if let Some(mut child) = self.nodes[i].child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+    /// SIGKILLs node `i`; its store stays. Returns why the kill is not confirmed, if it is not:
+    /// the node must have been running, have ended by this SIGKILL (reaped) and no longer accept
+    /// client connections.
+    pub fn kill_node(&mut self, i: usize) -> Result<(), String> {
+        let node = &mut self.nodes[i];
+        let Some(mut child) = node.child.take() else {
+            return Err(format!("{} was not started", node.name));
+        };
+        let running = matches!(child.try_wait(), Ok(None));
+        let _ = child.kill();
+        let status = child.wait();
+        if !running {
+            return Err(format!("{} had already exited ({status:?})", node.name));
         }
+        if !matches!(status, Ok(s) if s.signal() == Some(SIGKILL)) {
+            return Err(format!("{} did not end by SIGKILL ({status:?})", node.name));
+        }
+        node.down()
     }
 
     /// Stops every node with SIGTERM (nats-server's graceful shutdown), SIGKILL after 20 s.
-    pub fn stop_all(&mut self) {
+    /// Returns why the outage is not confirmed, if it is not: every node must have been running,
+    /// have exited (reaped) and no longer accept client connections.
+    pub fn stop_all(&mut self) -> Result<(), String> {
+        let mut problems = Vec::new();
+        let mut running = Vec::new();
         for node in &mut self.nodes {
-            if let Some(child) = &node.child {
-                let _ = Command::new("kill")
-                    .args(["-TERM", &child.id().to_string()])
-                    .status();
+            match &mut node.child {
+                Some(child) => {
+                    running.push(matches!(child.try_wait(), Ok(None)));
+                    let _ = Command::new("kill")
+                        .args(["-TERM", &child.id().to_string()])
+                        .status();
+                }
+                None => running.push(false),
             }
         }
-        for node in &mut self.nodes {
+        for (node, running) in self.nodes.iter_mut().zip(running) {
+            if !running {
+                problems.push(format!("{} was not running", node.name));
+            }
             if let Some(mut child) = node.child.take() {
                 let deadline = Instant::now() + Duration::from_secs(20);
                 while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
@@ -123,13 +163,26 @@ impl NatsCluster {
                 let _ = child.kill();
                 let _ = child.wait();
             }
+            if let Err(problem) = node.down() {
+                problems.push(problem);
+            }
         }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+
+    /// Why the nodes are not all down right now, if they are not (every client port refuses).
+    pub fn all_down(&self) -> Result<(), String> {
+        self.nodes.iter().try_for_each(Node::down)
     }
 
     /// SIGKILLs every node.
     pub fn kill_all(&mut self) {
         for i in 0..self.nodes.len() {
-            self.kill_node(i);
+            let _ = self.kill_node(i);
         }
     }
 

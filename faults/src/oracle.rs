@@ -1,7 +1,8 @@
 //! The exact oracle: after the load stops and the pipeline is quiet, every committed change must
 //! be in the stream exactly once, every `lead.followup.sent` key exactly once and matching the
 //! `sent` delivery records, every poison message dead-lettered, the projection exact
-//! (`followup-projector verify`), and the mail log shows how often each follow-up went out.
+//! (`followup-projector verify`), the mail log shows how often each follow-up went out, and no
+//! follow-up went to a lead that never gave e-mail consent.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -28,6 +29,9 @@ pub struct Findings {
     pub mail_resends: u64,
     /// Sent deliveries without any mail line (would be a lie in the records).
     pub sent_without_mail: u64,
+    /// Follow-ups mailed or recorded sent to a lead that never had e-mail consent (its
+    /// `metadata.emailConsent` was never true: the load never changes `metadata`).
+    pub without_consent: u64,
     /// Human-readable notes on what differed.
     pub notes: Vec<String>,
 }
@@ -52,17 +56,23 @@ pub async fn quiesce(pool: &PgPool, js: &jetstream::Context, limit: Duration) ->
 }
 
 async fn is_quiet(pool: &PgPool, js: &jetstream::Context) -> anyhow::Result<bool> {
+    // A due lead is busy until it has a delivery record of that kind. Read as the producer reads
+    // the CRM's schema: NULL flags mean false, `registered_at` is naive UTC (compared with the
+    // database clock as naive UTC, whatever this session's TimeZone), and a lead that is not
+    // contactable is skipped by every run and never gets a record, so it is not busy.
     let busy: i64 = sqlx::query_scalar(
         "SELECT (SELECT count(*) FROM followup_outbox) \
               + (SELECT count(*) FROM followup_deliveries WHERE status = 'pending') \
               + (SELECT count(*) FROM followup_runs WHERE finished_at IS NULL \
                    AND heartbeat_at > now() - interval '10 seconds') \
               + (SELECT count(*) FROM leads l WHERE status = 'ACTIVE' AND clock_stopped_at IS NULL \
-                   AND NOT t7_followup_sent AND ( \
-                     (NOT t3_followup_sent AND registered_at <= now() - interval '3 days' \
+                   AND t7_followup_sent IS NOT TRUE AND followup_contactable(to_jsonb(l)) AND ( \
+                     (t3_followup_sent IS NOT TRUE \
+                      AND registered_at <= (now() AT TIME ZONE 'UTC') - interval '3 days' \
                       AND NOT EXISTS (SELECT 1 FROM followup_deliveries d \
                                       WHERE d.lead_id = l.id AND d.kind = 't3')) \
-                  OR (t3_followup_sent AND registered_at <= now() - interval '7 days' \
+                  OR (t3_followup_sent IS TRUE \
+                      AND registered_at <= (now() AT TIME ZONE 'UTC') - interval '7 days' \
                       AND NOT EXISTS (SELECT 1 FROM followup_deliveries d \
                                       WHERE d.lead_id = l.id AND d.kind = 't7'))))",
     )
@@ -270,6 +280,31 @@ pub async fn check(
             f.sent_without_mail += 1;
             f.notes
                 .push(format!("{kind} of lead {lead} recorded sent, never mailed"));
+        }
+    }
+
+    // Consent: no follow-up for a lead whose metadata never held `emailConsent = true` (NULL
+    // metadata included). Consent withdrawn later (GDPR fields) races with a send in flight, so
+    // only consent that never existed is checked here.
+    let never_consented: HashSet<i64> = sqlx::query_scalar(
+        "SELECT id FROM leads \
+         WHERE COALESCE(metadata -> 'emailConsent' = 'true'::jsonb, FALSE) IS NOT TRUE",
+    )
+    .fetch_all(pool)
+    .await?
+    .into_iter()
+    .collect();
+    let mailed: HashSet<(i64, String)> = mails
+        .keys()
+        .cloned()
+        .chain(records.iter().map(|(l, k)| (*l, k.to_lowercase())))
+        .collect();
+    for (lead, kind) in &mailed {
+        if never_consented.contains(lead) {
+            f.without_consent += 1;
+            f.notes.push(format!(
+                "{kind} of lead {lead} sent although the lead never gave e-mail consent"
+            ));
         }
     }
 

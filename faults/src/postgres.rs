@@ -137,6 +137,31 @@ impl PrivatePostgres {
     }
 }
 
+impl PrivatePostgres {
+    /// Why the server is not down, if it is not: its port still accepts connections, or
+    /// `pg_ctl status` finds it running.
+    pub fn down(&self) -> Result<(), String> {
+        if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            return Err(format!(
+                "Postgres still accepts connections on port {}",
+                self.port
+            ));
+        }
+        let mut c = pg_command("pg_ctl");
+        c.args(["-D"]).arg(&self.data).arg("status");
+        match c.output() {
+            // Exit code 3: no server running.
+            Ok(out) if out.status.code() == Some(3) => Ok(()),
+            Ok(out) => Err(format!(
+                "pg_ctl status: {}{}",
+                String::from_utf8_lossy(&out.stdout).trim(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )),
+            Err(err) => Err(format!("pg_ctl status: {err}")),
+        }
+    }
+}
+
 impl Drop for PrivatePostgres {
     fn drop(&mut self) {
         if self.running {

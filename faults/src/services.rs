@@ -4,11 +4,15 @@
 
 use std::fs::File;
 use std::net::SocketAddr;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+
+/// The signal number of SIGKILL.
+const SIGKILL: i32 = 9;
 
 /// One service process.
 pub struct Service {
@@ -57,11 +61,25 @@ impl Service {
         Ok(())
     }
 
-    /// SIGKILL: no shutdown code runs.
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+    /// SIGKILL: no shutdown code runs. Returns why the kill is not confirmed, if it is not: the
+    /// process must have been running and have ended by this SIGKILL (its exit status reaped, so
+    /// its pid is gone).
+    pub fn kill(&mut self) -> Result<(), String> {
+        let Some(mut child) = self.child.take() else {
+            return Err(format!("{} was not started", self.name));
+        };
+        let running = matches!(child.try_wait(), Ok(None));
+        let _ = child.kill();
+        let status = child.wait();
+        if !running {
+            return Err(format!(
+                "{} had already exited when SIGKILLed ({status:?})",
+                self.name
+            ));
+        }
+        match status {
+            Ok(s) if s.signal() == Some(SIGKILL) => Ok(()),
+            other => Err(format!("{} did not end by SIGKILL ({other:?})", self.name)),
         }
     }
 
@@ -100,6 +118,6 @@ impl Service {
 
 impl Drop for Service {
     fn drop(&mut self) {
-        self.kill();
+        let _ = self.kill();
     }
 }

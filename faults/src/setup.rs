@@ -1,12 +1,14 @@
 //! Bringing the world up: private Postgres and NATS, the database, the three services with the
-//! environment an operator would give them, a probe lead, and the suite's own connections.
+//! environment an operator would give them, a probe lead, and the suite's own connections. The
+//! database is the CRM's: its production schema (the test kit's fixture) before our migrations.
 
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
 use async_nats::jetstream;
-use sqlx::postgres::PgPoolOptions;
+use followup_testkit::crm;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use crate::Options;
 use crate::faults::{World, wait_until};
@@ -26,16 +28,27 @@ pub async fn start_world(options: &Options, dir: &Path) -> anyhow::Result<World>
         .connect(&postgres.url("postgres"))
         .await
         .context("connecting to the private Postgres")?;
+    followup_testkit::crm::ensure_roles(&admin).await;
     sqlx::query("CREATE DATABASE followup_faults")
+        .execute(&admin)
+        .await?;
+    // Sessions that set no TimeZone (the services', `verify`'s) run far from UTC: a naive UTC
+    // timestamp read or written as local time would be 14 hours off.
+    sqlx::query("ALTER DATABASE followup_faults SET TimeZone = 'Pacific/Kiritimati'")
         .execute(&admin)
         .await?;
     admin.close().await;
     let database_url = postgres.url("followup_faults");
+    // The suite writes as the CRM does, from sessions in the CRM's time zone.
+    let connect: PgConnectOptions = database_url.parse()?;
     let pool = PgPoolOptions::new()
         .max_connections(6)
         .acquire_timeout(Duration::from_secs(2))
-        .connect(&database_url)
+        .connect_with(connect.options([("TimeZone", crm::CRM_SESSION_TIME_ZONE)]))
         .await?;
+    // The CRM's production schema first (its tables, triggers, RLS, Flyway history), then ours,
+    // as on the CRM's database.
+    crm::create_crm_schema(&pool).await;
     followup_infra::migrate_database(&pool).await?;
 
     let urls = nats.urls();
@@ -112,8 +125,11 @@ pub async fn start_world(options: &Options, dir: &Path) -> anyhow::Result<World>
             })?;
     }
     let probe_lead: i64 = sqlx::query_scalar(
-        "INSERT INTO leads (company_name, status, owner_user_id) \
-         VALUES ('Probe AG', 'REGISTERED', 'probe-0') RETURNING id",
+        "INSERT INTO leads (company_name, status, owner_user_id, registered_at, created_by, \
+                            created_at, updated_at) \
+         VALUES ('Probe AG', 'REGISTERED', 'probe-0', now() AT TIME ZONE 'UTC', 'faults', \
+                 now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC') \
+         RETURNING id",
     )
     .fetch_one(&pool)
     .await?;

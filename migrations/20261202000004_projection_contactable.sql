@@ -13,3 +13,8 @@ ALTER TABLE projection_state ADD COLUMN IF NOT EXISTS snapshot_at TIMESTAMPTZ;
 -- stored before this column existed take the time of this migration.
 ALTER TABLE projection_inbox ADD COLUMN IF NOT EXISTS applied_at TIMESTAMPTZ NOT NULL DEFAULT now();
 CREATE INDEX IF NOT EXISTS projection_inbox_applied_idx ON projection_inbox (applied_at);
+
+-- A follow-up that finally failed (lead.followup.failed.v1) is kept beside the delivered ones:
+-- that lead is no longer pending for it (DESIGN.md: a lead that will never be mailed is not
+-- pending). A later `sent` of the same kind (an operator cleared the failure) replaces it.
+ALTER TABLE projection_deliveries ADD COLUMN IF NOT EXISTS status TEXT NOT NULL DEFAULT 'sent';

@@ -172,6 +172,7 @@ fn lead_id(event: &LeadEvent) -> Option<i64> {
     match event {
         LeadEvent::Changed(c) => Some(c.lead_id),
         LeadEvent::Sent(s) => Some(s.lead_id),
-        LeadEvent::Failed(_) | LeadEvent::Processed(_) => None,
+        LeadEvent::Failed(f) => Some(f.lead_id),
+        LeadEvent::Processed(_) => None,
     }
 }

@@ -85,15 +85,22 @@ pub(crate) fn fold_events(
                 let record = records
                     .entry(sent.lead_id)
                     .or_insert_with(LeadRecord::unknown);
-                if record.deliveries.iter().any(|d| d.kind == sent.kind) {
+                if record
+                    .deliveries
+                    .iter()
+                    .any(|d| d.kind == sent.kind && !d.failed)
+                {
                     Outcome::Duplicate
                 } else {
                     let delivery = Delivery {
                         kind: sent.kind,
                         sent_at: sent.sent_at,
                         run_id: sent.run_id.clone(),
+                        failed: false,
                     };
                     let mut after = record.clone();
+                    // A failure an operator cleared for a retry gives way to the delivery.
+                    after.deliveries.retain(|d| d.kind != sent.kind);
                     after.deliveries.push(delivery.clone());
                     plan.deltas.record_transition(record, &after, *at, tz);
                     plan.users.extend(after.members());
@@ -109,9 +116,36 @@ pub(crate) fn fold_events(
                     Outcome::Applied
                 }
             }
-            // A final failure changes no figure: pending follows the lead's flags, which the
-            // producer changes (or not) through lead.changed.v1.
-            LeadEvent::Failed(_) => Outcome::Applied,
+            // A final failure: that follow-up will never go out, so the lead is no longer
+            // pending for it (nor for T+7 when its T+3 failed).
+            LeadEvent::Failed(failed) => {
+                let record = records
+                    .entry(failed.lead_id)
+                    .or_insert_with(LeadRecord::unknown);
+                if record.deliveries.iter().any(|d| d.kind == failed.kind) {
+                    Outcome::Duplicate
+                } else {
+                    let delivery = Delivery {
+                        kind: failed.kind,
+                        sent_at: *at,
+                        run_id: String::new(),
+                        failed: true,
+                    };
+                    let mut after = record.clone();
+                    after.deliveries.push(delivery.clone());
+                    plan.deltas.record_transition(record, &after, *at, tz);
+                    plan.users.extend(after.members());
+                    if !record.state.is_known() {
+                        plan.leads
+                            .entry(failed.lead_id)
+                            .or_insert_with(LeadState::unknown);
+                    }
+                    plan.deliveries.push((failed.lead_id, delivery));
+                    *record = after;
+                    plan.org = true;
+                    Outcome::Applied
+                }
+            }
             LeadEvent::Processed(run) => {
                 plan.runs.push(run.clone());
                 plan.org = true;

@@ -111,3 +111,55 @@ fn a_delivery_before_the_lead_state_counts_once_the_state_arrives() {
     assert_eq!(plan.deltas.totals["user:u1"].followed, 1);
     assert_eq!(plan.deliveries.len(), 1);
 }
+
+fn failed(kind: FollowupKind) -> LeadEvent {
+    LeadEvent::Failed(followup_contract::FollowupFailed {
+        lead_id: 1,
+        owner_user_id: Some("u1".into()),
+        kind,
+        reason: "550 5.1.1 <address>: unknown".into(),
+        attempts: 1,
+    })
+}
+
+fn change_t3_sent(seq: i64, contactable: bool) -> LeadEvent {
+    let LeadEvent::Changed(mut c) = change(seq, "ACTIVE", "u1", &[]) else {
+        unreachable!()
+    };
+    c.t3_sent = true;
+    c.contactable = contactable;
+    LeadEvent::Changed(c)
+}
+
+#[test]
+fn a_lead_whose_follow_up_finally_failed_is_not_pending_for_it() {
+    let (outcomes, plan) = fold(&[
+        change(1, "ACTIVE", "u1", &[]),
+        failed(FollowupKind::T3),
+        failed(FollowupKind::T3),
+    ]);
+    assert_eq!(outcomes[1..], [Outcome::Applied, Outcome::Duplicate]);
+    assert_eq!(plan.deltas.totals["org"].pending_t3, 0);
+    assert_eq!(
+        plan.deltas.totals["org"].followed, 0,
+        "a failure is no follow-up"
+    );
+    // A T+3 sent after all (an operator cleared the failure) replaces it.
+    let (outcomes, plan) = fold(&[
+        change(1, "ACTIVE", "u1", &[]),
+        failed(FollowupKind::T3),
+        sent(FollowupKind::T3, 3),
+        change_t3_sent(2, true),
+    ]);
+    assert_eq!(outcomes[2], Outcome::Applied);
+    let org = plan.deltas.totals["org"];
+    assert_eq!((org.pending_t3, org.pending_t7, org.followed), (0, 1, 1));
+}
+
+#[test]
+fn a_lead_that_is_not_contactable_is_not_pending() {
+    let (_, plan) = fold(&[change_t3_sent(1, true), change_t3_sent(2, false)]);
+    assert_eq!(plan.deltas.totals["org"].pending_t7, 0);
+    let (_, plan) = fold(&[change_t3_sent(1, false), change_t3_sent(2, true)]);
+    assert_eq!(plan.deltas.totals["org"].pending_t7, 1);
+}

@@ -80,22 +80,16 @@ impl LeadState {
     fn clock_running_active(&self) -> bool {
         self.status == "ACTIVE" && self.clock_stopped_at.is_none() && self.contactable
     }
-
-    fn pending_t3(&self) -> bool {
-        self.clock_running_active() && !self.t3_sent
-    }
-
-    fn pending_t7(&self) -> bool {
-        self.clock_running_active() && self.t3_sent && !self.t7_sent
-    }
 }
 
-/// One delivered follow-up (`projection_deliveries`).
+/// One delivered follow-up (`projection_deliveries`), or one that finally failed
+/// (`lead.followup.failed.v1`; `failed` is set, `sent_at` is when it failed).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Delivery {
     pub kind: FollowupKind,
     pub sent_at: DateTime<Utc>,
     pub run_id: String,
+    pub failed: bool,
 }
 
 /// A lead with its deliveries: everything its contribution depends on.
@@ -111,6 +105,33 @@ impl LeadRecord {
             state: LeadState::unknown(),
             deliveries: Vec::new(),
         }
+    }
+
+    /// Follow-ups that reached the lead.
+    fn sent(&self) -> impl Iterator<Item = &Delivery> {
+        self.deliveries.iter().filter(|d| !d.failed)
+    }
+
+    /// Whether the follow-up of `kind` finally failed (and was not sent after all, as it is when
+    /// an operator removes the failure record for a retry).
+    pub fn failed(&self, kind: FollowupKind) -> bool {
+        self.deliveries.iter().any(|d| d.kind == kind && d.failed)
+            && !self.sent().any(|d| d.kind == kind)
+    }
+
+    /// Pending T+3: ACTIVE, clock running, contactable, T+3 not sent and not finally failed.
+    fn pending_t3(&self) -> bool {
+        self.state.clock_running_active() && !self.state.t3_sent && !self.failed(FollowupKind::T3)
+    }
+
+    /// Pending T+7: as T+3 with T+3 sent, T+7 not sent; a lead whose T+3 or T+7 finally failed
+    /// will never get it.
+    fn pending_t7(&self) -> bool {
+        self.state.clock_running_active()
+            && self.state.t3_sent
+            && !self.state.t7_sent
+            && !self.failed(FollowupKind::T3)
+            && !self.failed(FollowupKind::T7)
     }
 
     /// The users whose figures include this lead (none when it counts nowhere).
@@ -186,18 +207,15 @@ impl FigureDeltas {
         let day = local_date(at, tz);
         for (record, sign) in [(before, -1), (after, 1)] {
             let state = &record.state;
-            let followed = !record.deliveries.is_empty();
+            let followed = record.sent().next().is_some();
             let totals = TotalsDelta {
-                pending_t3: sign * i64::from(state.pending_t3()),
-                pending_t7: sign * i64::from(state.pending_t7()),
+                pending_t3: sign * i64::from(record.pending_t3()),
+                pending_t7: sign * i64::from(record.pending_t7()),
                 followed: sign * i64::from(followed),
                 converted: sign * i64::from(followed && state.status == "CONVERTED"),
             };
-            let sent_days: Vec<NaiveDate> = record
-                .deliveries
-                .iter()
-                .map(|d| local_date(d.sent_at, tz))
-                .collect();
+            let sent_days: Vec<NaiveDate> =
+                record.sent().map(|d| local_date(d.sent_at, tz)).collect();
             for scope in record.scopes() {
                 let entry = slot(&mut self.totals, &scope);
                 entry.pending_t3 += totals.pending_t3;

@@ -53,16 +53,23 @@ WHERE l.id > $1
 ORDER BY l.id
 LIMIT $2";
 
-/// Follow-ups of any author for the leads `$1 < id <= $2`: the first activity per lead and kind.
+/// Follow-ups of any author for the leads `$1 < id <= $2` (the first activity per lead and kind),
+/// then our final failures of kinds that were not sent.
 const READ_FOLLOW_UPS: &str = "
-SELECT a.lead_id,
-       CASE a.metadata ->> 'followup_type' WHEN 'T3_FOLLOWUP' THEN 't3' ELSE 't7' END AS kind,
-       min(followup_utc_text(to_jsonb(a.activity_date) #>> '{}')::timestamptz) AS sent_at,
-       COALESCE(min(a.metadata ->> 'run_id'), 'crm') AS run_id
-FROM lead_activities a
-WHERE a.metadata ? 'followup_type' AND a.lead_id > $1 AND a.lead_id <= $2
-  AND a.metadata ->> 'followup_type' IN ('T3_FOLLOWUP', 'T7_FOLLOWUP')
-GROUP BY 1, 2";
+WITH sent AS (
+  SELECT a.lead_id,
+         CASE a.metadata ->> 'followup_type' WHEN 'T3_FOLLOWUP' THEN 't3' ELSE 't7' END AS kind,
+         min(followup_utc_text(to_jsonb(a.activity_date) #>> '{}')::timestamptz) AS sent_at,
+         COALESCE(min(a.metadata ->> 'run_id'), 'crm') AS run_id
+  FROM lead_activities a
+  WHERE a.metadata ? 'followup_type' AND a.lead_id > $1 AND a.lead_id <= $2
+    AND a.metadata ->> 'followup_type' IN ('T3_FOLLOWUP', 'T7_FOLLOWUP')
+  GROUP BY 1, 2)
+SELECT lead_id, kind, sent_at, run_id, FALSE AS failed FROM sent
+UNION ALL
+SELECT d.lead_id, d.kind, d.delivered_at, '', TRUE FROM followup_deliveries d
+WHERE d.status = 'failed' AND d.lead_id > $1 AND d.lead_id <= $2
+  AND NOT EXISTS (SELECT 1 FROM sent s WHERE s.lead_id = d.lead_id AND s.kind = d.kind)";
 
 /// On the first start against an empty projection, takes the snapshot (once, whatever number of
 /// projectors start together). Returns `None` when the projection was initialised already.
@@ -153,6 +160,7 @@ pub async fn write_snapshot(
                     kind: FollowupKind::parse(&kind).unwrap_or(FollowupKind::T3),
                     sent_at: row.try_get("sent_at")?,
                     run_id: row.try_get("run_id")?,
+                    failed: row.try_get("failed")?,
                 });
         }
         let mut plan = BatchPlan::default();
@@ -176,7 +184,7 @@ pub async fn write_snapshot(
                 deliveries: deliveries.remove(&lead_id).unwrap_or_default(),
             };
             record_snapshot_lead(&mut plan.deltas, &record, before_today, tz);
-            report.follow_ups += record.deliveries.len() as u64;
+            report.follow_ups += record.deliveries.iter().filter(|d| !d.failed).count() as u64;
             plan.deliveries
                 .extend(record.deliveries.iter().map(|d| (lead_id, d.clone())));
             plan.leads.insert(lead_id, record.state);

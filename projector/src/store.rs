@@ -56,11 +56,12 @@ pub(crate) async fn load_lead_records(
     let rows = sqlx::query(
         "SELECT lead_id, sequence, owner_user_id, collaborator_user_ids, status, registered_at, \
            clock_stopped_at, t3_sent, t7_sent, contactable, deleted, changed_at, \
-           NULL::text AS kind, NULL::timestamptz AS sent_at, NULL::text AS run_id \
+           NULL::text AS kind, NULL::timestamptz AS sent_at, NULL::text AS run_id, \
+           NULL::text AS delivery_status \
          FROM projection_leads WHERE lead_id = ANY($1) \
          UNION ALL \
          SELECT lead_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
-           kind, sent_at, run_id \
+           kind, sent_at, run_id, status \
          FROM projection_deliveries WHERE lead_id = ANY($1) \
          ORDER BY lead_id, kind NULLS FIRST",
     )
@@ -97,6 +98,10 @@ pub(crate) async fn load_lead_records(
             kind: FollowupKind::parse(&kind).unwrap_or(FollowupKind::T3),
             sent_at: row.try_get("sent_at")?,
             run_id: row.try_get("run_id")?,
+            failed: row
+                .try_get::<Option<String>, _>("delivery_status")?
+                .as_deref()
+                == Some("failed"),
         };
         records
             .entry(lead_id)

@@ -153,7 +153,9 @@ async fn load_projection(
 /// collaborators from `lead_collaborators`; DELETED and GDPR-erased leads count nowhere, and
 /// neither do deliveries of leads that no longer exist. Pending means ACTIVE, clock running and
 /// contactable (`followup_contactable`, the one SQL definition of the rule); NULL flags read as
-/// false. A follow-up is a `lead_activities` row with a `followup_type`, whoever wrote it (the
+/// false; a lead whose follow-up of a kind finally failed (a `failed` delivery record, and no
+/// follow-up of that kind after all) is not pending for it, nor for T+7 when its T+3 failed.
+/// A follow-up is a `lead_activities` row with a `followup_type`, whoever wrote it (the
 /// CRM's older automation too); per lead and kind the first one counts, on its day.
 async fn load_truth(
     conn: &mut PgConnection,
@@ -166,6 +168,8 @@ async fn load_truth(
                   l.status = 'ACTIVE' AND l.clock_stopped_at IS NULL \
                     AND followup_contactable(to_jsonb(l)) AS may_send, \
                   l.t3_followup_sent IS TRUE AS t3, l.t7_followup_sent IS TRUE AS t7, \
+                  COALESCE(x.t3_failed, FALSE) AS t3_failed, \
+                  COALESCE(x.t7_failed, FALSE) AS t7_failed, \
                   COALESCE(d.sent, 0) > 0 AS followed, COALESCE(d.today, 0) AS today \
            FROM leads l \
            LEFT JOIN (SELECT lead_id, count(*) AS sent, \
@@ -179,6 +183,18 @@ async fn load_truth(
                             GROUP BY 1, 2) f \
                       GROUP BY lead_id) d \
              ON d.lead_id = l.id \
+           LEFT JOIN (SELECT fd.lead_id, \
+                             bool_or(fd.kind = 't3') AS t3_failed, \
+                             bool_or(fd.kind = 't7') AS t7_failed \
+                      FROM followup_deliveries fd \
+                      WHERE fd.status = 'failed' \
+                        AND NOT EXISTS (SELECT 1 FROM lead_activities a \
+                                        WHERE a.lead_id = fd.lead_id \
+                                          AND a.metadata ? 'followup_type' \
+                                          AND a.metadata ->> 'followup_type' \
+                                              = upper(fd.kind) || '_FOLLOWUP') \
+                      GROUP BY fd.lead_id) x \
+             ON x.lead_id = l.id \
            WHERE l.status <> 'DELETED' AND l.gdpr_deleted IS NOT TRUE), \
          members AS ( \
            SELECT DISTINCT m.id, 'user:' || btrim(m.u) AS scope \
@@ -189,8 +205,9 @@ async fn load_truth(
            SELECT 'org' AS scope, live.* FROM live \
            UNION ALL SELECT m.scope, live.* FROM live JOIN members m ON m.id = live.id) \
          SELECT scope, \
-           count(*) FILTER (WHERE may_send AND NOT t3) AS pending_t3, \
-           count(*) FILTER (WHERE may_send AND t3 AND NOT t7) AS pending_t7, \
+           count(*) FILTER (WHERE may_send AND NOT t3 AND NOT t3_failed) AS pending_t3, \
+           count(*) FILTER (WHERE may_send AND t3 AND NOT t7 AND NOT t3_failed \
+                                  AND NOT t7_failed) AS pending_t7, \
            COALESCE(sum(today), 0)::int8 AS sent_today, \
            count(*) FILTER (WHERE followed) AS followed, \
            count(*) FILTER (WHERE followed AND status = 'CONVERTED') AS converted \

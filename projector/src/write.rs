@@ -41,8 +41,8 @@ macro_rules! lead_rows {
 
 /// Parameters: $1–$12 new lead rows (a plain insert: the caller loaded the stored rows in this
 /// transaction under the projection lock, so no row appears in between, and the plain insert
-/// spares them the conflict check), $13–$24 stored lead rows (upsert), $25–$28 deliveries,
-/// $29–$33 scope totals, $34–$38 day counters, $39–$45 runs, $46–$48 progress.
+/// spares them the conflict check), $13–$24 stored lead rows (upsert), $25–$29 deliveries and
+/// final failures, $30–$34 scope totals, $35–$39 day counters, $40–$46 runs, $47–$49 progress.
 const WRITE_BATCH: &str = concat!(
     "WITH new_leads AS (",
     lead_rows!(
@@ -63,26 +63,29 @@ const WRITE_BATCH: &str = concat!(
      t3_sent = EXCLUDED.t3_sent, t7_sent = EXCLUDED.t7_sent, \
      contactable = EXCLUDED.contactable, deleted = EXCLUDED.deleted, \
      changed_at = EXCLUDED.changed_at), \
-     deliveries AS (INSERT INTO projection_deliveries (lead_id, kind, sent_at, run_id) \
-       SELECT * FROM UNNEST($25::int8[], $26::text[], $27::timestamptz[], $28::text[]) \
-       ON CONFLICT DO NOTHING), \
+     deliveries AS (INSERT INTO projection_deliveries AS pd (lead_id, kind, sent_at, run_id, status) \
+       SELECT * FROM UNNEST($25::int8[], $26::text[], $27::timestamptz[], $28::text[], \
+         $29::text[]) \
+       ON CONFLICT (lead_id, kind) DO UPDATE SET sent_at = EXCLUDED.sent_at, \
+         run_id = EXCLUDED.run_id, status = EXCLUDED.status \
+       WHERE pd.status = 'failed' AND EXCLUDED.status = 'sent'), \
      totals AS (INSERT INTO projection_scope_figures AS f \
          (scope, pending_t3, pending_t7, followed, converted) \
-       SELECT * FROM UNNEST($29::text[], $30::int8[], $31::int8[], $32::int8[], $33::int8[]) \
+       SELECT * FROM UNNEST($30::text[], $31::int8[], $32::int8[], $33::int8[], $34::int8[]) \
        ON CONFLICT (scope) DO UPDATE SET pending_t3 = f.pending_t3 + EXCLUDED.pending_t3, \
          pending_t7 = f.pending_t7 + EXCLUDED.pending_t7, \
          followed = f.followed + EXCLUDED.followed, \
          converted = f.converted + EXCLUDED.converted), \
      days AS (INSERT INTO projection_scope_days AS d (scope, local_date, sent, t3_net, t7_net) \
-       SELECT * FROM UNNEST($34::text[], $35::date[], $36::int8[], $37::int8[], $38::int8[]) \
+       SELECT * FROM UNNEST($35::text[], $36::date[], $37::int8[], $38::int8[], $39::int8[]) \
        ON CONFLICT (scope, local_date) DO UPDATE SET sent = d.sent + EXCLUDED.sent, \
          t3_net = d.t3_net + EXCLUDED.t3_net, t7_net = d.t7_net + EXCLUDED.t7_net), \
      runs AS (INSERT INTO projection_runs (run_id, t3_count, t7_count, skipped_count, \
          error_count, processed_at, duration_ms) \
-       SELECT * FROM UNNEST($39::text[], $40::int8[], $41::int8[], $42::int8[], $43::int8[], \
-         $44::timestamptz[], $45::int8[]) ON CONFLICT DO NOTHING) \
+       SELECT * FROM UNNEST($40::text[], $41::int8[], $42::int8[], $43::int8[], $44::int8[], \
+         $45::timestamptz[], $46::int8[]) ON CONFLICT DO NOTHING) \
      INSERT INTO projection_state (id, time_zone, last_stream_sequence, last_event_at) \
-     VALUES (TRUE, $46, $47, $48) ON CONFLICT (id) DO UPDATE SET \
+     VALUES (TRUE, $47, $48, $49) ON CONFLICT (id) DO UPDATE SET \
        last_stream_sequence = \
          GREATEST(projection_state.last_stream_sequence, EXCLUDED.last_stream_sequence), \
        last_event_at = GREATEST(projection_state.last_event_at, EXCLUDED.last_event_at) \
@@ -120,6 +123,12 @@ pub(crate) async fn write_plan(
             deliveries
                 .iter()
                 .map(|(_, d)| d.run_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            deliveries
+                .iter()
+                .map(|(_, d)| if d.failed { "failed" } else { "sent" })
                 .collect::<Vec<_>>(),
         );
     let totals = &plan.deltas.totals;

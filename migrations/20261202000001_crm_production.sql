@@ -29,27 +29,42 @@ BEGIN
     );
 END $legacy$;
 
--- The lead's own part of the contactable rule, from its row as JSON (`to_jsonb(leads)`): an
--- e-mail, `metadata.emailConsent` true, not `contact_blocked`, no `consent_revoked_at`, not
--- `gdpr_deleted`. Reading the row as JSON makes a missing column or a NULL read as the default and
--- references no column, so no CRM `ALTER COLUMN ... TYPE` is blocked by it.
-CREATE OR REPLACE FUNCTION followup_row_contactable(lead JSONB) RETURNS BOOLEAN
+-- The contactable rule (DESIGN.md), defined once, in two parts every reader combines:
+-- the lead's own columns — an e-mail, `metadata.emailConsent` true, not `contact_blocked`, no
+-- `consent_revoked_at`, not `gdpr_deleted`; NULL reads as the column's default — ...
+CREATE OR REPLACE FUNCTION followup_contactable_row(
+    email TEXT, metadata JSONB, contact_blocked BOOLEAN, consent_revoked BOOLEAN,
+    gdpr_deleted BOOLEAN) RETURNS BOOLEAN
 LANGUAGE sql IMMUTABLE AS $$
-    SELECT COALESCE(btrim(lead ->> 'email'), '') <> ''
-       AND COALESCE(lead -> 'metadata' -> 'emailConsent' = 'true'::jsonb, FALSE)
-       AND (lead ->> 'contact_blocked') IS DISTINCT FROM 'true'
-       AND (lead ->> 'consent_revoked_at') IS NULL
-       AND (lead ->> 'gdpr_deleted') IS DISTINCT FROM 'true'
+    SELECT COALESCE(btrim(email), '') <> ''
+       AND COALESCE(metadata -> 'emailConsent' = 'true'::jsonb, FALSE)
+       AND contact_blocked IS NOT TRUE
+       AND consent_revoked IS NOT TRUE
+       AND gdpr_deleted IS NOT TRUE
 $$;
 
--- The contactable rule (DESIGN.md): the row's part, and no EMAIL OPT_OUT in `lead_consent`.
--- The one SQL definition: the producer's claim and re-check, the triggers and `verify` use it.
+-- ... and no EMAIL OPT_OUT in `lead_consent` (one row per lead and channel).
+CREATE OR REPLACE FUNCTION followup_email_opted_out(p_lead_id BIGINT) RETURNS BOOLEAN
+LANGUAGE sql STABLE AS $$
+    SELECT EXISTS (SELECT 1 FROM lead_consent c
+                   WHERE c.lead_id = p_lead_id AND c.channel = 'EMAIL' AND c.status = 'OPT_OUT')
+$$;
+
+-- The row's part from the row as JSON (`to_jsonb(leads)`), for the triggers, which run inside
+-- the CRM's own transactions: a column missing in some CRM version reads as NULL instead of
+-- failing the CRM's write, and no column is referenced, so no `ALTER COLUMN ... TYPE` is blocked.
+CREATE OR REPLACE FUNCTION followup_row_contactable(lead JSONB) RETURNS BOOLEAN
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT followup_contactable_row(lead ->> 'email', lead -> 'metadata',
+                                    (lead ->> 'contact_blocked')::boolean,
+                                    (lead ->> 'consent_revoked_at') IS NOT NULL,
+                                    (lead ->> 'gdpr_deleted')::boolean)
+$$;
+
+-- The whole rule from the row as JSON.
 CREATE OR REPLACE FUNCTION followup_contactable(lead JSONB) RETURNS BOOLEAN
 LANGUAGE sql STABLE AS $$
-    SELECT followup_row_contactable(lead)
-       AND NOT EXISTS (SELECT 1 FROM lead_consent c
-                       WHERE c.lead_id = (lead ->> 'id')::bigint AND c.channel = 'EMAIL'
-                         AND c.status = 'OPT_OUT')
+    SELECT followup_row_contactable(lead) AND NOT followup_email_opted_out((lead ->> 'id')::bigint)
 $$;
 
 -- A naive (UTC) or zoned timestamp of a row's JSON as RFC 3339 in UTC. The function's own

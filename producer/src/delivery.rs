@@ -274,14 +274,18 @@ impl<'a> Sender<'a> {
 }
 
 // Read on the CRM's production schema: NULL flags as false, consent by the contactable rule
-// (`followup_contactable`, the same SQL function the claim uses).
+// (`followup_contactable_row` and `followup_email_opted_out`, as the claim).
 const STILL_ELIGIBLE_T3: &str = "SELECT EXISTS (SELECT 1 FROM leads l WHERE l.id = $1
     AND l.status = 'ACTIVE' AND l.clock_stopped_at IS NULL AND l.t3_followup_sent IS NOT TRUE
-    AND followup_contactable(to_jsonb(l)))";
+    AND followup_contactable_row(l.email, l.metadata, l.contact_blocked,
+                                 l.consent_revoked_at IS NOT NULL, l.gdpr_deleted)
+    AND NOT followup_email_opted_out(l.id))";
 const STILL_ELIGIBLE_T7: &str = "SELECT EXISTS (SELECT 1 FROM leads l WHERE l.id = $1
     AND l.status = 'ACTIVE' AND l.clock_stopped_at IS NULL AND l.t3_followup_sent IS TRUE
     AND l.t7_followup_sent IS NOT TRUE
-    AND followup_contactable(to_jsonb(l)))";
+    AND followup_contactable_row(l.email, l.metadata, l.contact_blocked,
+                                 l.consent_revoked_at IS NOT NULL, l.gdpr_deleted)
+    AND NOT followup_email_opted_out(l.id))";
 
 /// Shared "the server is unavailable" state: one backoff for all deliveries of a run, and one
 /// probe per wait, so an outage costs one connection attempt per wait instead of one per waiting

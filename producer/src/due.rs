@@ -40,7 +40,8 @@ pub struct DueLead {
     pub owner_user_id: Option<String>,
     /// `leads.metadata`; a NULL reads as `{}`.
     pub metadata: serde_json::Value,
-    /// The contactable rule of DESIGN.md, evaluated by the database (`followup_contactable`).
+    /// The contactable rule of DESIGN.md, evaluated by the database (`followup_contactable_row`
+    /// and `followup_email_opted_out`, its one SQL definition).
     pub contactable: bool,
 }
 
@@ -73,7 +74,8 @@ macro_rules! due_columns {
     () => {
         "SELECT id, company_name, contact_person, email, business_type, territory_id,
     owner_user_id, COALESCE(metadata, '{}'::jsonb) AS metadata,
-    followup_contactable(to_jsonb(l)) AS contactable"
+    followup_contactable_row(email, metadata, contact_blocked, consent_revoked_at IS NOT NULL,
+                             gdpr_deleted) AND NOT followup_email_opted_out(id) AS contactable"
     };
 }
 

@@ -152,7 +152,8 @@ async fn load_projection(
 /// "Domain"). A lead belongs to the organisation and to its (trimmed, non-blank) owner and
 /// collaborators from `lead_collaborators`; DELETED and GDPR-erased leads count nowhere, and
 /// neither do deliveries of leads that no longer exist. Pending means ACTIVE, clock running and
-/// contactable (`followup_contactable`, the one SQL definition of the rule); NULL flags read as
+/// contactable (`followup_contactable_row`, `followup_email_opted_out`: the rule's one SQL
+/// definition); NULL flags read as
 /// false; a lead whose follow-up of a kind finally failed (a `failed` delivery record, and no
 /// follow-up of that kind after all) is not pending for it, nor for T+7 when its T+3 failed.
 /// A follow-up is a `lead_activities` row with a `followup_type`, whoever wrote it (the
@@ -166,7 +167,9 @@ async fn load_truth(
         "WITH live AS ( \
            SELECT l.id, l.status, \
                   l.status = 'ACTIVE' AND l.clock_stopped_at IS NULL \
-                    AND followup_contactable(to_jsonb(l)) AS may_send, \
+                    AND followup_contactable_row(l.email, l.metadata, l.contact_blocked, \
+                          l.consent_revoked_at IS NOT NULL, l.gdpr_deleted) \
+                    AND NOT followup_email_opted_out(l.id) AS may_send, \
                   l.t3_followup_sent IS TRUE AS t3, l.t7_followup_sent IS TRUE AS t7, \
                   COALESCE(x.t3_failed, FALSE) AS t3_failed, \
                   COALESCE(x.t7_failed, FALSE) AS t7_failed, \
@@ -175,8 +178,8 @@ async fn load_truth(
            LEFT JOIN (SELECT lead_id, count(*) AS sent, \
                              count(*) FILTER (WHERE sent_at >= $1 AND sent_at < $2) AS today \
                       FROM (SELECT a.lead_id, a.metadata ->> 'followup_type', \
-                                   min(followup_utc_text(to_jsonb(a.activity_date) #>> '{}') \
-                                       ::timestamptz) AS sent_at \
+                                   min(a.activity_date::timestamp AT TIME ZONE 'UTC') \
+                                     AS sent_at \
                             FROM lead_activities a \
                             WHERE a.metadata ? 'followup_type' \
                               AND a.metadata ->> 'followup_type' IN ('T3_FOLLOWUP', 'T7_FOLLOWUP') \

@@ -468,3 +468,85 @@ async fn a_role_that_row_level_security_hides_the_leads_from_stops_at_start() {
     // The owner itself is fine.
     followup_infra::prepare_database(&owner).await.unwrap();
 }
+
+/// The contactable rule, case by case: what the CRM's data says, and that every SQL form of it
+/// (the triggers' JSON form, the column form the claim, the re-check, the snapshot and `verify`
+/// use) and the event the trigger wrote agree.
+#[tokio::test]
+async fn the_contactable_rule_agrees_in_every_form() {
+    let db = TestDb::new().await;
+    let at = Utc::now() - Duration::days(1);
+    type Tweak = fn(&mut CrmLead);
+    let cases: Vec<(&str, Tweak, Option<&str>, bool)> = vec![
+        ("consent given", |_| {}, None, true),
+        ("consent given, EMAIL OPT_IN", |_| {}, Some("OPT_IN"), true),
+        ("EMAIL OPT_OUT", |_| {}, Some("OPT_OUT"), false),
+        ("EMAIL PENDING", |_| {}, Some("PENDING"), true),
+        ("metadata NULL", |l| l.metadata = None, None, false),
+        (
+            "metadata {}",
+            |l| l.metadata = Some(serde_json::json!({})),
+            None,
+            false,
+        ),
+        (
+            "emailConsent false",
+            |l| l.metadata = Some(serde_json::json!({"emailConsent": false})),
+            None,
+            false,
+        ),
+        (
+            "emailConsent \"true\" (a string)",
+            |l| l.metadata = Some(serde_json::json!({"emailConsent": "true"})),
+            None,
+            false,
+        ),
+        ("no e-mail", |l| l.email = None, None, false),
+        ("blank e-mail", |l| l.email = Some("  ".into()), None, false),
+        (
+            "contact_blocked",
+            |l| l.contact_blocked = Some(true),
+            None,
+            false,
+        ),
+        (
+            "contact_blocked NULL",
+            |l| l.contact_blocked = None,
+            None,
+            true,
+        ),
+        (
+            "consent_revoked_at",
+            |l| l.consent_revoked_at = Some(Utc::now()),
+            None,
+            false,
+        ),
+        ("gdpr_deleted", |l| l.gdpr_deleted = Some(true), None, false),
+        ("gdpr_deleted NULL", |l| l.gdpr_deleted = None, None, true),
+    ];
+    for (name, tweak, consent, expected) in cases {
+        let mut lead = CrmLead::active("u1", at);
+        tweak(&mut lead);
+        let id = lead.insert(&db.pool).await;
+        if let Some(status) = consent {
+            crm::set_email_consent(&db.pool, id, status).await;
+        }
+        let (json_form, column_form): (bool, bool) = sqlx::query_as(
+            "SELECT followup_contactable(to_jsonb(l)),
+                    followup_contactable_row(l.email, l.metadata, l.contact_blocked,
+                                             l.consent_revoked_at IS NOT NULL, l.gdpr_deleted)
+                    AND NOT followup_email_opted_out(l.id)
+             FROM leads l WHERE l.id = $1",
+        )
+        .bind(id)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+        let event = last_change(&db.pool, id).await.contactable;
+        assert_eq!(
+            (json_form, column_form, event),
+            (expected, expected, expected),
+            "{name}"
+        );
+    }
+}

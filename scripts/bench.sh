@@ -3,7 +3,7 @@
 # same run, BENCH_RUNS runs each (median and spread), results as Markdown, JSON and SVG charts in
 # bench/results/<date>.{md,json} and bench/results/latest.md.
 #
-#   ./scripts/bench.sh                 # all: relay projector pipeline latency fanout json widget producer metrics
+#   ./scripts/bench.sh                 # all: relay projector snapshot pipeline latency fanout json widget producer metrics
 #   ./scripts/bench.sh latency fanout  # only these (the report keeps the other benches' last samples of the day)
 #
 # Env: BENCH_RUNS (3); BENCH_QUICK=1 for small sizes (trying the suite, not for figures);
@@ -14,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/services.sh
 
-ALL=(relay projector pipeline latency fanout json widget producer metrics)
+ALL=(relay projector snapshot pipeline latency fanout json widget producer metrics)
 if [ $# -gt 0 ]; then selected=("$@"); else selected=("${ALL[@]}"); fi
 for b in "${selected[@]}"; do
   [[ " ${ALL[*]} " == *" $b "* ]] || die "unknown benchmark '$b' (known: ${ALL[*]})"
@@ -68,6 +68,7 @@ run_bench() {
     relay) BENCH_ONLY=relay cargo bench -p followup-producer --bench pipeline --quiet ;;
     producer) BENCH_ONLY=run cargo bench -p followup-producer --bench pipeline --quiet ;;
     projector) cargo bench -p followup-projector --bench throughput --quiet ;;
+    snapshot) cargo bench -p followup-projector --bench snapshot --quiet ;;
     pipeline) gateway_test bench_pipeline::bench_pipeline_end_to_end ;;
     latency) gateway_test bench_pipeline::bench_latency_at_rate ;;
     fanout) gateway_test bench_fanout::bench_sse_fanout ;;

@@ -12,7 +12,8 @@
 //!   (reads, the contactable rule, the fold, the writes), committed.
 //!
 //! Prints seconds and leads/s of both and the ratio, and a JSON line per round
-//! (`{"bench": "snapshot", …}`). No timing assertions.
+//! (`{"bench": "snapshot", "figure": "snapshot_s", …}` for `scripts/bench.sh`). No timing
+//! assertions.
 
 use std::time::{Duration, Instant};
 
@@ -101,8 +102,8 @@ async fn main() {
             ss / bs
         );
         let record = serde_json::json!({
-            "bench": "snapshot", "round": round, "leads": leads,
-            "baseline_s": bs, "snapshot_s": ss, "ratio": ss / bs,
+            "bench": "snapshot", "figure": "snapshot_s", "run": round, "value": ss,
+            "unit": "s", "baseline": bs, "leads": leads,
         });
         println!("{record}");
         base.push(bs);

@@ -47,6 +47,10 @@ async fn populate_crm(h: &Harness) {
         .insert(pool)
         .await;
     crm::withdraw_consent_gdpr(pool, withdrawn, "datenschutz").await;
+    let opted_out = CrmLead::active("admin.a", now - chrono::Duration::days(1))
+        .insert(pool)
+        .await;
+    crm::set_email_consent(pool, opted_out, "OPT_OUT").await;
     for _ in 0..2 {
         let mut lead = CrmLead::active("owner.b", now - chrono::Duration::days(9));
         lead.t3_followup_sent = Some(true);
@@ -98,7 +102,7 @@ async fn verify_is_exact_within_seconds_of_the_first_start_on_a_populated_crm() 
     assert_eq!(
         (org.pending_t3, org.pending_t7),
         (2, 2),
-        "the withdrawn lead is not pending"
+        "the withdrawn and the opted-out lead are not pending"
     );
     assert_eq!(
         org.conversion_rate, 20.0,

@@ -86,12 +86,75 @@ pub async fn migrate_database(pool: &PgPool) -> anyhow::Result<()> {
     };
     migrator.dangerous_set_table_name(MIGRATIONS_TABLE);
     accept_rewritten_migrations(pool, &migrator).await?;
-    if pending_migrations(pool, &migrator).await? == 0 {
+    let mut conn = pool
+        .acquire()
+        .await
+        .context("a connection for the migrations")?;
+    if pending_migrations(&mut conn, &migrator).await? == 0 {
         return Ok(());
     }
-    if let Err(err) = migrator.run(pool).await {
+    drop(conn);
+    let mut gate = enter_migration_gate(pool).await?;
+    let result = run_pending(&mut gate, &migrator).await;
+    leave_migration_gate(gate).await;
+    result
+}
+
+/// Session advisory lock that lets one process at a time migrate (the key spells "FUPMIGRT").
+const MIGRATION_GATE_KEY: i64 = 0x4655_504d_4947_5254;
+
+/// Waits for the migration gate by polling `pg_try_advisory_lock` on a connection of its own.
+/// Not sqlx's blocking `pg_advisory_lock`: a session blocked in that statement holds a snapshot,
+/// `CREATE INDEX CONCURRENTLY` in the migrating session waits for every older snapshot, and the
+/// two deadlock (three services starting together on a fresh database did).
+async fn enter_migration_gate(
+    pool: &PgPool,
+) -> anyhow::Result<sqlx::pool::PoolConnection<sqlx::Postgres>> {
+    let mut conn = pool
+        .acquire()
+        .await
+        .context("a connection for the migration gate")?;
+    let started = std::time::Instant::now();
+    let mut told = false;
+    loop {
+        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(MIGRATION_GATE_KEY)
+            .fetch_one(&mut *conn)
+            .await
+            .context("taking the migration gate")?;
+        if got {
+            return Ok(conn);
+        }
+        if !told && started.elapsed() > Duration::from_secs(5) {
+            tracing::info!("waiting for another process to finish applying the migrations");
+            told = true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn leave_migration_gate(mut conn: sqlx::pool::PoolConnection<sqlx::Postgres>) {
+    let released = sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(MIGRATION_GATE_KEY)
+        .execute(&mut *conn)
+        .await;
+    if released.is_err() {
+        // The lock lives as long as the session: do not hand this connection out again.
+        conn.detach();
+    }
+}
+
+/// Runs what is still pending once inside the gate (another process may have done it all), on
+/// the gate's own connection, so a pool of one connection suffices.
+async fn run_pending(gate: &mut sqlx::PgConnection, migrator: &Migrator) -> anyhow::Result<()> {
+    if pending_migrations(gate, migrator).await? == 0 {
+        return Ok(());
+    }
+    // `run_direct` takes the connection itself (`run(&mut conn)` makes the future not `Send`
+    // for every lifetime: sqlx's own workaround, public for this).
+    if let Err(err) = migrator.run_direct(None, gate, false).await {
         let role: String = sqlx::query_scalar("SELECT current_user::text")
-            .fetch_one(pool)
+            .fetch_one(&mut *gate)
             .await
             .unwrap_or_else(|_| "?".to_owned());
         let text = err.to_string();
@@ -108,10 +171,13 @@ pub async fn migrate_database(pool: &PgPool) -> anyhow::Result<()> {
 }
 
 /// How many of our migrations this database has not applied (all when it has none).
-async fn pending_migrations(pool: &PgPool, migrator: &Migrator) -> anyhow::Result<usize> {
+async fn pending_migrations(
+    conn: &mut sqlx::PgConnection,
+    migrator: &Migrator,
+) -> anyhow::Result<usize> {
     let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
         .bind(MIGRATIONS_TABLE)
-        .fetch_one(pool)
+        .fetch_one(&mut *conn)
         .await
         .context("looking for the migrations table")?;
     if !exists {
@@ -120,7 +186,7 @@ async fn pending_migrations(pool: &PgPool, migrator: &Migrator) -> anyhow::Resul
     let applied: Vec<(i64, Vec<u8>)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT version, checksum FROM {MIGRATIONS_TABLE} WHERE success"
     )))
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await
     .context("reading the migrations table")?;
     Ok(migrator

@@ -550,3 +550,28 @@ async fn the_contactable_rule_agrees_in_every_form() {
         );
     }
 }
+
+/// Three services starting together on a fresh database all migrate (the one that wins applies,
+/// the others wait). A `CREATE INDEX CONCURRENTLY` waits for every older snapshot, so waiting
+/// in a blocking `pg_advisory_lock` statement deadlocked with it.
+#[tokio::test]
+async fn services_starting_together_on_a_fresh_database_all_migrate() {
+    let db = TestDb::crm_only().await;
+    let mut pools = Vec::new();
+    for _ in 0..3 {
+        pools.push(connect_as(&db, crm::OWNER_ROLE).await);
+    }
+    let results =
+        futures::future::join_all(pools.iter().map(followup_infra::migrate_database)).await;
+    for result in results {
+        result.expect("every concurrent migration succeeds");
+    }
+    let invalid: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+         WHERE NOT i.indisvalid",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(invalid, 0, "no index left INVALID");
+}

@@ -3,11 +3,15 @@
 -- `lead_collaborators`, the contactable rule, GDPR erasure, and triggers that pin no CRM column.
 
 -- A database whose `leads` table an earlier version of our 20261129000001 created (a CRM-less
--- install: no Flyway history) gets the production columns and tables it lacks. A CRM's tables
--- (Flyway history present) are never touched.
+-- install) gets the production columns and tables it lacks. That table is recognised by what it
+-- lacks: no Flyway history and no `created_by` (which every CRM version has and that text never
+-- created). A CRM's tables are never touched.
 DO $legacy$
 BEGIN
-    IF to_regclass('flyway_schema_history') IS NOT NULL THEN
+    IF to_regclass('flyway_schema_history') IS NOT NULL
+       OR EXISTS (SELECT 1 FROM information_schema.columns
+                  WHERE table_schema = current_schema() AND table_name = 'leads'
+                    AND column_name = 'created_by') THEN
         RETURN;
     END IF;
     ALTER TABLE leads ADD COLUMN IF NOT EXISTS contact_blocked BOOLEAN DEFAULT FALSE;
@@ -91,55 +95,83 @@ LANGUAGE sql STABLE AS $$
                    OR COALESCE((lead ->> 'gdpr_deleted')::boolean, FALSE))
 $$;
 
+-- Writes one lead.changed.v1 for lead `p_lead_id` with its row's facts: the collaborators and the
+-- consent table's part of the contactable rule are read here, in a statement of their own, so a
+-- caller that waited for the lead's row lock sees what the other transaction committed. The
+-- outbox id is the event's `sequence`.
+CREATE OR REPLACE FUNCTION followup_write_lead_changed(p_lead_id BIGINT, p_facts JSONB)
+RETURNS VOID LANGUAGE plpgsql AS $$
+DECLARE
+    v_id BIGINT;
+BEGIN
+    v_id := nextval(pg_get_serial_sequence('followup_outbox', 'id'));
+    INSERT INTO followup_outbox (id, event_type, subject, idempotency_key, data)
+    VALUES (v_id, 'lead.changed.v1', p_lead_id::text,
+            'lead:' || p_lead_id || ':change:' || v_id,
+            p_facts || jsonb_build_object(
+                'collaboratorUserIds',
+                COALESCE((SELECT jsonb_agg(c.user_id ORDER BY c.user_id)
+                          FROM lead_collaborators c WHERE c.lead_id = p_lead_id), '[]'::jsonb),
+                'contactable',
+                (p_facts ->> 'contactable')::boolean AND NOT followup_email_opted_out(p_lead_id),
+                'sequence', v_id));
+END $$;
+
+-- A row of `lead_collaborators` or `lead_consent` changed: lock the lead's row first, so the
+-- events of one lead are written in commit order (two collaborators added at the same moment by
+-- two transactions: the later event lists both), then write the lead's event. A lead deleted in
+-- this transaction (its children go by cascade) has no row: its own delete event tells.
+CREATE OR REPLACE FUNCTION followup_child_changed(p_lead_id BIGINT)
+RETURNS VOID LANGUAGE plpgsql AS $$
+DECLARE
+    v_row JSONB;
+BEGIN
+    SELECT to_jsonb(l) INTO v_row FROM leads l WHERE l.id = p_lead_id FOR NO KEY UPDATE;
+    IF v_row IS NOT NULL THEN
+        PERFORM followup_write_lead_changed(p_lead_id, followup_row_facts(v_row, FALSE));
+    END IF;
+END $$;
+
 -- lead.changed.v1: one outbox row per committed change of a follow-up-relevant fact of a lead,
 -- from `leads` and from the CRM tables that hold more of its facts (`lead_collaborators`,
 -- `lead_consent`). The comparison of before and after is made here, not in a trigger's WHEN
 -- clause, so the triggers pin no CRM column. SECURITY DEFINER: the CRM's own roles write `leads`
--- and must not need rights on our outbox. The outbox id is the event's `sequence`.
+-- and must not need rights on our outbox (its search_path is set below, `pg_temp` last).
 CREATE OR REPLACE FUNCTION followup_lead_changed() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT SET TimeZone = 'UTC' AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET TimeZone = 'UTC' AS $$
 DECLARE
-    v_lead_id BIGINT;
-    v_row     JSONB;
-    v_facts   JSONB;
-    v_id      BIGINT;
+    v_facts JSONB;
 BEGIN
     IF TG_TABLE_NAME = 'leads' THEN
+        -- The statement holds the lead's row lock already.
         IF TG_OP = 'DELETE' THEN
-            v_lead_id := OLD.id;
-            v_facts := followup_row_facts(to_jsonb(OLD), TRUE);
+            PERFORM followup_write_lead_changed(OLD.id, followup_row_facts(to_jsonb(OLD), TRUE));
         ELSE
-            v_lead_id := NEW.id;
-            v_row := to_jsonb(NEW);
-            v_facts := followup_row_facts(v_row, FALSE);
+            v_facts := followup_row_facts(to_jsonb(NEW), FALSE);
             IF TG_OP = 'UPDATE' AND v_facts = followup_row_facts(to_jsonb(OLD), FALSE) THEN
                 RETURN NULL;
             END IF;
+            PERFORM followup_write_lead_changed(NEW.id, v_facts);
         END IF;
-    ELSE
-        v_lead_id := CASE WHEN TG_OP = 'DELETE' THEN OLD.lead_id ELSE NEW.lead_id END;
-        SELECT to_jsonb(l) INTO v_row FROM leads l WHERE l.id = v_lead_id;
-        IF v_row IS NULL THEN
-            -- Removed together with its lead: the lead's own delete event tells.
-            RETURN NULL;
-        END IF;
-        v_facts := followup_row_facts(v_row, FALSE);
+        RETURN NULL;
     END IF;
-    v_facts := v_facts || jsonb_build_object(
-        'collaboratorUserIds',
-        COALESCE((SELECT jsonb_agg(c.user_id ORDER BY c.user_id)
-                  FROM lead_collaborators c WHERE c.lead_id = v_lead_id), '[]'::jsonb),
-        'contactable',
-        (v_facts ->> 'contactable')::boolean
-            AND NOT EXISTS (SELECT 1 FROM lead_consent c
-                            WHERE c.lead_id = v_lead_id AND c.channel = 'EMAIL'
-                              AND c.status = 'OPT_OUT'));
-    v_id := nextval(pg_get_serial_sequence('followup_outbox', 'id'));
-    INSERT INTO followup_outbox (id, event_type, subject, idempotency_key, data)
-    VALUES (v_id, 'lead.changed.v1', v_lead_id::text, 'lead:' || v_lead_id || ':change:' || v_id,
-            v_facts || jsonb_build_object('sequence', v_id));
+    -- A child row: its lead changed; both leads when an update moved the row.
+    IF TG_OP IN ('UPDATE', 'DELETE') THEN
+        PERFORM followup_child_changed(OLD.lead_id);
+    END IF;
+    IF TG_OP = 'INSERT' OR (TG_OP = 'UPDATE' AND NEW.lead_id IS DISTINCT FROM OLD.lead_id) THEN
+        PERFORM followup_child_changed(NEW.lead_id);
+    END IF;
     RETURN NULL;
 END $$;
+
+-- Functions that run with their owner's rights resolve names in our schema only, `pg_temp` last
+-- (a temporary table of another role must not stand in for `followup_outbox` or `leads`).
+DO $paths$
+BEGIN
+    EXECUTE format('ALTER FUNCTION followup_lead_changed() SET search_path = %I, pg_temp',
+                   current_schema());
+END $paths$;
 
 DROP TRIGGER IF EXISTS followup_lead_changed_upd ON leads;
 CREATE TRIGGER followup_lead_changed_upd

@@ -89,17 +89,14 @@ pub struct LeadChanged {
     pub clock_stopped_at: Option<DateTime<Utc>>,
     pub t3_sent: bool,
     pub t7_sent: bool,
-    /// The contactable rule of DESIGN.md "Domain" at the time of the change. Events written
-    /// before it was part of the contract lack it and read as `true` (they were pending then).
-    #[serde(default = "contactable_before_the_field")]
-    pub contactable: bool,
+    /// The contactable rule of DESIGN.md "Domain" at the time of the change. `None`: an event
+    /// written before the field was part of the contract (2026-12-02), to be read as contactable;
+    /// such an event is older than any snapshot of the CRM a consumer took since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contactable: Option<bool>,
     pub deleted: bool,
     /// The outbox id: later changes of the same lead carry larger values.
     pub sequence: i64,
-}
-
-fn contactable_before_the_field() -> bool {
-    true
 }
 
 /// A decoded event payload, by type.

@@ -4,8 +4,9 @@
 //!
 //! `GET` only shows a confirmation page with a button: mail scanners prefetch links, and a GET
 //! that changed state would unsubscribe people who never clicked. `POST` (the button, or a mail
-//! client's RFC 8058 one-click) withdraws consent with a plain UPDATE of `leads.metadata`, the
-//! same path as any CRM change; the producer reads consent before each delivery. The answer is
+//! client's RFC 8058 one-click) withdraws e-mail consent where the CRM looks for it
+//! (`followup_infra::withdraw_consent`); the producer checks the contactable rule before each
+//! delivery. The answer is
 //! the same whether the lead exists or not, so the route reveals nothing.
 
 use axum::extract::{RawQuery, State};

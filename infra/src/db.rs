@@ -85,6 +85,9 @@ pub async fn migrate_database(pool: &PgPool) -> anyhow::Result<()> {
         ..Migrator::DEFAULT
     };
     migrator.dangerous_set_table_name(MIGRATIONS_TABLE);
+    // The gate below keeps our processes apart; sqlx's own blocking lock would bring back the
+    // deadlock with CREATE INDEX CONCURRENTLY it exists to avoid.
+    migrator.set_locking(false);
     accept_rewritten_migrations(pool, &migrator).await?;
     let mut conn = pool
         .acquire()
@@ -216,7 +219,7 @@ pub async fn grant_app_role(pool: &PgPool, role: &str) -> anyhow::Result<()> {
 pub async fn check_crm_access(pool: &PgPool) -> anyhow::Result<()> {
     let (role, held, visible, may_update): (String, bool, bool, bool) = sqlx::query_as(
         "SELECT current_user::text, followup_crm_holds_leads(), EXISTS (SELECT 1 FROM leads),
-                has_table_privilege('leads', 'SELECT, UPDATE')",
+                has_table_privilege('leads', 'SELECT') AND has_table_privilege('leads', 'UPDATE')",
     )
     .fetch_one(pool)
     .await
@@ -225,6 +228,23 @@ pub async fn check_crm_access(pool: &PgPool) -> anyhow::Result<()> {
         anyhow::bail!(
             "role {role} may not read and update the CRM's leads: as the owner of the CRM's \
              tables, run `followup-producer migrate --grant-to {role}`"
+        );
+    }
+    // An interrupted CREATE INDEX CONCURRENTLY leaves an INVALID index that IF NOT EXISTS skips.
+    let invalid: Vec<String> = sqlx::query_scalar(
+        "SELECT c.relname::text FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+         WHERE NOT i.indisvalid AND c.relname IN ('followup_leads_active_idx',
+                                                  'followup_activities_followups_idx')",
+    )
+    .fetch_all(pool)
+    .await
+    .context("checking our indexes")?;
+    for index in invalid {
+        tracing::warn!(
+            index,
+            "index left INVALID by an interrupted build: as the owner, DROP INDEX CONCURRENTLY \
+             it and run the CREATE INDEX CONCURRENTLY of its migration file again \
+             (migrations/20261202000002_*.sql or 20261202000006_*.sql)"
         );
     }
     if held && !visible {
@@ -293,7 +313,10 @@ async fn accept_rewritten_migrations(pool: &PgPool, migrator: &Migrator) -> anyh
         .bind(earlier)
         .execute(pool)
         .await
-        .context("accepting a rewritten migration")?;
+        .context(
+            "accepting a rewritten migration (only the owner of the CRM's tables may: run \
+             `followup-producer migrate` with the owner's DATABASE_URL)",
+        )?;
         if repaired.rows_affected() > 0 {
             tracing::info!(
                 version,

@@ -99,11 +99,22 @@ pub async fn record_sent(
         FollowupKind::T3 => MARK_T3,
         FollowupKind::T7 => MARK_T7,
     };
-    sqlx::query(mark)
+    let marked = sqlx::query(mark)
         .bind(&ids)
         .bind(at)
         .execute(&mut *conn)
-        .await?;
+        .await?
+        .rows_affected();
+    if marked < ids.len() as u64 {
+        // Deleted meanwhile, or hidden from this role by the CRM's row-level security: the mail
+        // went out and is recorded, but the lead's flag could not be set.
+        tracing::error!(
+            kind = kind.as_str(),
+            expected = ids.len(),
+            marked,
+            "could not mark every delivered follow-up on its lead (deleted, or hidden by RLS)"
+        );
+    }
     let description = match kind {
         FollowupKind::T3 => "Automatisches T+3 Follow-up (Musteranfrage) versendet",
         FollowupKind::T7 => "Automatisches T+7 Follow-up versendet",
@@ -135,7 +146,8 @@ pub async fn record_sent(
 }
 
 /// Records follow-ups that finally failed: the delivery record and a `failed` event; the lead's
-/// flags stay untouched, so it still counts as pending. Returns how many were recorded.
+/// flags stay untouched (no later run sends that kind, and it no longer counts as pending).
+/// Returns how many were recorded.
 pub async fn record_failed(
     conn: &mut PgConnection,
     kind: FollowupKind,

@@ -153,7 +153,7 @@ async fn publish_events(js: &jetstream::Context, events: usize) {
                     clock_stopped_at: None,
                     t3_sent: i % 3 == 0,
                     t7_sent: false,
-                    contactable: true,
+                    contactable: Some(true),
                     deleted: false,
                     sequence,
                 };

@@ -49,6 +49,14 @@ pub(crate) struct BatchPlan {
     pub org: bool,
 }
 
+/// Whether `change` was written by the trigger of an earlier version (no `contactable`) for a
+/// lead whose state comes from a snapshot of the CRM: every snapshot is taken after the current
+/// trigger was installed, so such an event is older than the snapshot, and its collaborators
+/// (from a column nothing writes) and its missing consent would undo the snapshot's facts.
+fn predates_snapshot(change: &followup_contract::LeadChanged, record: &LeadRecord) -> bool {
+    change.contactable.is_none() && record.state.sequence == 0 && record.state.is_known()
+}
+
 /// Applies `events` (already deduplicated against the inbox, in stream order) to `records`
 /// (the stored records of the leads they name; missing ones are unknown) and returns each
 /// event's outcome and the plan.
@@ -65,7 +73,7 @@ pub(crate) fn fold_events(
                 let record = records
                     .entry(change.lead_id)
                     .or_insert_with(LeadRecord::unknown);
-                if change.sequence <= record.state.sequence {
+                if change.sequence <= record.state.sequence || predates_snapshot(change, record) {
                     Outcome::Stale
                 } else {
                     let after = LeadRecord {
@@ -154,6 +162,13 @@ pub(crate) fn fold_events(
         };
         outcomes.push(outcome);
     }
+    // One row per lead and kind for the set-based upsert (a failure and the send that replaced
+    // it in the same batch: the send): Postgres refuses to update a row twice in one statement.
+    let mut seen = std::collections::HashSet::new();
+    let mut deliveries: Vec<_> = plan.deliveries.drain(..).rev().collect();
+    deliveries.retain(|(lead, d)| seen.insert((*lead, d.kind)));
+    deliveries.reverse();
+    plan.deliveries = deliveries;
     (outcomes, plan)
 }
 

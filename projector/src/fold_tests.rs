@@ -20,7 +20,7 @@ fn change(seq: i64, status: &str, owner: &str, collaborators: &[&str]) -> LeadEv
         clock_stopped_at: None,
         t3_sent: false,
         t7_sent: false,
-        contactable: true,
+        contactable: Some(true),
         deleted: status == "DELETED",
         sequence: seq,
     })
@@ -127,7 +127,7 @@ fn change_t3_sent(seq: i64, contactable: bool) -> LeadEvent {
         unreachable!()
     };
     c.t3_sent = true;
-    c.contactable = contactable;
+    c.contactable = Some(contactable);
     LeadEvent::Changed(c)
 }
 
@@ -162,4 +162,53 @@ fn a_lead_that_is_not_contactable_is_not_pending() {
     assert_eq!(plan.deltas.totals["org"].pending_t7, 0);
     let (_, plan) = fold(&[change_t3_sent(1, false), change_t3_sent(2, true)]);
     assert_eq!(plan.deltas.totals["org"].pending_t7, 1);
+}
+
+#[test]
+fn a_failure_and_the_send_that_replaced_it_in_one_batch_write_one_row() {
+    let (_, plan) = fold(&[
+        change(1, "ACTIVE", "u1", &[]),
+        failed(FollowupKind::T3),
+        sent(FollowupKind::T3, 3),
+    ]);
+    assert_eq!(plan.deliveries.len(), 1);
+    assert!(!plan.deliveries[0].1.failed);
+}
+
+#[test]
+fn a_change_from_the_earlier_trigger_does_not_undo_a_snapshot() {
+    let mut records = HashMap::new();
+    let mut snapshot = LeadChanged {
+        lead_id: 1,
+        owner_user_id: Some("u1".into()),
+        collaborator_user_ids: vec!["u2".into()],
+        status: "ACTIVE".into(),
+        registered_at: at(0),
+        clock_stopped_at: None,
+        t3_sent: false,
+        t7_sent: false,
+        contactable: Some(false),
+        deleted: false,
+        sequence: 0,
+    };
+    records.insert(
+        1,
+        crate::model::LeadRecord {
+            state: crate::model::LeadState::from_change(&snapshot, at(5)),
+            deliveries: Vec::new(),
+        },
+    );
+    // The earlier trigger: no contactable, collaborators from the legacy column.
+    snapshot.contactable = None;
+    snapshot.collaborator_user_ids = Vec::new();
+    snapshot.sequence = 7;
+    let old = LeadEvent::Changed(snapshot.clone());
+    let (outcomes, _) = fold_events(&[(at(6), &old)], records.clone(), tz());
+    assert_eq!(outcomes, [Outcome::Stale]);
+    // The current trigger's event applies over the snapshot.
+    snapshot.contactable = Some(true);
+    let new = LeadEvent::Changed(snapshot);
+    let (outcomes, plan) = fold_events(&[(at(6), &new)], records, tz());
+    assert_eq!(outcomes, [Outcome::Applied]);
+    assert_eq!(plan.deltas.totals["org"].pending_t3, 1);
 }

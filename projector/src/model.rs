@@ -61,7 +61,7 @@ impl LeadState {
             clock_stopped_at: change.clock_stopped_at,
             t3_sent: change.t3_sent,
             t7_sent: change.t7_sent,
-            contactable: change.contactable,
+            contactable: change.contactable.unwrap_or(true),
             deleted: change.deleted || change.status == "DELETED",
             changed_at: Some(at),
         }

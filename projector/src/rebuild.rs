@@ -50,6 +50,21 @@ ALTER TABLE projection_rebuild.projection_scope_figures SET SCHEMA public;
 ALTER TABLE projection_rebuild.projection_scope_days SET SCHEMA public;
 ALTER TABLE projection_rebuild.projection_runs SET SCHEMA public;
 ALTER TABLE projection_rebuild.projection_state SET SCHEMA public;
+-- The rebuilt tables get the grants the replaced ones had (services running as an application
+-- role keep their rights).
+DO $grants$
+DECLARE
+    g RECORD;
+BEGIN
+    FOR g IN SELECT table_name, grantee, privilege_type
+             FROM information_schema.role_table_grants
+             WHERE table_schema = 'projection_retired' AND grantee <> current_user
+    LOOP
+        EXECUTE format('GRANT %s ON public.%I TO %s', g.privilege_type, g.table_name,
+                       CASE WHEN g.grantee = 'PUBLIC' THEN 'PUBLIC'
+                            ELSE quote_ident(g.grantee) END);
+    END LOOP;
+END $grants$;
 ";
 
 /// Where a rebuild is, reported after every batch.

@@ -182,7 +182,7 @@ pub async fn write_snapshot(
                 clock_stopped_at: row.try_get("clock_stopped_at")?,
                 t3_sent: row.try_get("t3")?,
                 t7_sent: row.try_get("t7")?,
-                contactable: row.try_get("contactable")?,
+                contactable: Some(row.try_get("contactable")?),
                 deleted: row.try_get("deleted")?,
                 sequence: 0,
             };

@@ -168,7 +168,7 @@ pub(crate) async fn write_plan(
 
 type Scalar<'q> = QueryScalar<'q, sqlx::Postgres, String, PgArguments>;
 
-/// Binds the eleven column arrays of these lead rows.
+/// Binds the twelve column arrays of these lead rows.
 fn bind_leads<'q>(query: Scalar<'q>, leads: &[(&'q i64, &'q LeadState)]) -> Scalar<'q> {
     // Collaborator lists travel as array literals cast per row: UNNEST would flatten a
     // two-dimensional array, and a cast is much cheaper than unpacking JSON in a subquery.

@@ -181,7 +181,7 @@ fn events_built_from_the_contract_types_match() {
             clock_stopped_at: None,
             t3_sent: false,
             t7_sent: false,
-            contactable: true,
+            contactable: Some(true),
             deleted: false,
             sequence: 31,
         },

@@ -57,9 +57,9 @@ async fn a_lead_whose_consent_was_withdrawn_through_the_crms_gdpr_function_is_no
     );
     assert_eq!(sent_kinds(&db.pool, opted_in).await, vec!["t3".to_owned()]);
     // The change stream tells every module that these two are not contactable.
-    assert!(!last_change(&db.pool, gdpr).await.contactable);
-    assert!(!last_change(&db.pool, opted_out).await.contactable);
-    assert!(last_change(&db.pool, opted_in).await.contactable);
+    assert_eq!(last_change(&db.pool, gdpr).await.contactable, Some(false));
+    assert_eq!(last_change(&db.pool, opted_out).await.contactable, Some(false));
+    assert_eq!(last_change(&db.pool, opted_in).await.contactable, Some(true));
 }
 
 #[tokio::test]
@@ -99,7 +99,7 @@ async fn null_flags_mean_false_in_the_claim_and_the_change_event_and_a_null_coun
     let id = lead.insert(&db.pool).await;
     let change = last_change(&db.pool, id).await;
     assert_eq!(
-        (change.t3_sent, change.t7_sent, change.contactable),
+        (change.t3_sent, change.t7_sent, change.contactable.unwrap()),
         (false, false, true)
     );
 
@@ -542,7 +542,7 @@ async fn the_contactable_rule_agrees_in_every_form() {
         .fetch_one(&db.pool)
         .await
         .unwrap();
-        let event = last_change(&db.pool, id).await.contactable;
+        let event = last_change(&db.pool, id).await.contactable.expect("field written");
         assert_eq!(
             (json_form, column_form, event),
             (expected, expected, expected),
@@ -574,4 +574,40 @@ async fn services_starting_together_on_a_fresh_database_all_migrate() {
     .await
     .unwrap();
     assert_eq!(invalid, 0, "no index left INVALID");
+}
+
+/// Two CRM transactions adding a collaborator to the same lead at the same moment: the later
+/// event lists both (the trigger locks the lead before it reads the collaborators), and the
+/// event with the larger sequence is the later one.
+#[tokio::test]
+async fn collaborators_added_concurrently_are_all_in_the_latest_change_event() {
+    use sqlx::Connection;
+    let db = TestDb::new().await;
+    let id = CrmLead::active("u1", Utc::now() - Duration::days(1))
+        .insert(&db.pool)
+        .await;
+    let mut first = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let mut tx = first.begin().await.unwrap();
+    sqlx::query("INSERT INTO lead_collaborators (lead_id, user_id) VALUES ($1, 'erste')")
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let pool = db.pool.clone();
+    let second = tokio::spawn(async move {
+        sqlx::query("INSERT INTO lead_collaborators (lead_id, user_id) VALUES ($1, 'zweite')")
+            .bind(id)
+            .execute(&pool)
+            .await
+            .unwrap();
+    });
+    // The second insert waits for the first transaction's lock on the lead.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!second.is_finished(), "the second writer waits for the lead");
+    tx.commit().await.unwrap();
+    second.await.unwrap();
+    assert_eq!(
+        last_change(&db.pool, id).await.collaborator_user_ids,
+        vec!["erste".to_owned(), "zweite".to_owned()]
+    );
 }

@@ -221,7 +221,7 @@ pub fn change(lead_id: i64, sequence: i64, status: &str, owner: &str) -> Change 
             clock_stopped_at: None,
             t3_sent: false,
             t7_sent: false,
-            contactable: true,
+            contactable: Some(true),
             deleted: status == "DELETED",
             sequence,
         },

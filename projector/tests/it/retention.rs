@@ -35,6 +35,11 @@ async fn rebuild_is_exact_after_the_streams_older_events_expired() {
     h.wait_until_caught_up().await;
     stream.purge().sequence(cut).await.unwrap();
     assert_eq!(stream.info().await.unwrap().state.first_sequence, cut);
+    // A service running as an application role keeps its rights on the rebuilt tables.
+    sqlx::query("GRANT SELECT, INSERT, UPDATE, DELETE ON projection_leads TO followup_app")
+        .execute(&h.db.pool)
+        .await
+        .unwrap();
 
     let mut progress = |_: &followup_projector::RebuildProgress| {};
     rebuild_projection(&h.db.pool, &h.js, TZ, 500, &mut progress)
@@ -43,6 +48,13 @@ async fn rebuild_is_exact_after_the_streams_older_events_expired() {
     let mut conn = h.db.pool.acquire().await.unwrap();
     let report = verify_projection(&mut conn, Utc::now(), TZ).await.unwrap();
     assert!(report.is_exact(), "{:#?}", report.mismatches);
+    let granted: bool = sqlx::query_scalar(
+        "SELECT has_table_privilege('followup_app', 'public.projection_leads', 'UPDATE')",
+    )
+    .fetch_one(&h.db.pool)
+    .await
+    .unwrap();
+    assert!(granted, "the rebuilt table kept the replaced one's grants");
     projector.stop().await;
 }
 

@@ -58,8 +58,14 @@ async fn a_lead_whose_consent_was_withdrawn_through_the_crms_gdpr_function_is_no
     assert_eq!(sent_kinds(&db.pool, opted_in).await, vec!["t3".to_owned()]);
     // The change stream tells every module that these two are not contactable.
     assert_eq!(last_change(&db.pool, gdpr).await.contactable, Some(false));
-    assert_eq!(last_change(&db.pool, opted_out).await.contactable, Some(false));
-    assert_eq!(last_change(&db.pool, opted_in).await.contactable, Some(true));
+    assert_eq!(
+        last_change(&db.pool, opted_out).await.contactable,
+        Some(false)
+    );
+    assert_eq!(
+        last_change(&db.pool, opted_in).await.contactable,
+        Some(true)
+    );
 }
 
 #[tokio::test]
@@ -542,7 +548,10 @@ async fn the_contactable_rule_agrees_in_every_form() {
         .fetch_one(&db.pool)
         .await
         .unwrap();
-        let event = last_change(&db.pool, id).await.contactable.expect("field written");
+        let event = last_change(&db.pool, id)
+            .await
+            .contactable
+            .expect("field written");
         assert_eq!(
             (json_form, column_form, event),
             (expected, expected, expected),
@@ -603,7 +612,10 @@ async fn collaborators_added_concurrently_are_all_in_the_latest_change_event() {
     });
     // The second insert waits for the first transaction's lock on the lead.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert!(!second.is_finished(), "the second writer waits for the lead");
+    assert!(
+        !second.is_finished(),
+        "the second writer waits for the lead"
+    );
     tx.commit().await.unwrap();
     second.await.unwrap();
     assert_eq!(

@@ -172,6 +172,29 @@ pub async fn get_metrics(
     Ok(no_store(Json(figures)))
 }
 
+/// The cockpit figures under the CRM's own resource path: the same as `/api/followup/metrics`.
+#[utoipa::path(
+    get,
+    path = "/metrics/followup",
+    tag = "followup",
+    params(OwnerQuery),
+    responses(
+        (status = 200, description = "The figures", body = crate::openapi::FiguresDoc),
+        (status = 400, description = "Malformed query", body = crate::error::ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = crate::error::ErrorBody),
+        (status = 403, description = "Not allowed to see this scope", body = crate::error::ErrorBody),
+        (status = 503, description = "The projection cannot be read", body = crate::error::ErrorBody),
+    ),
+    security(("bearer" = []), ("cookie" = []))
+)]
+pub async fn get_metrics_crm_path(
+    state: State<AppState>,
+    principal: Principal,
+    query: ApiQuery<OwnerQuery>,
+) -> Result<Response, ApiError> {
+    get_metrics(state, principal, query).await
+}
+
 /// The recent producer runs, newest first (admin and manager).
 #[utoipa::path(
     get,
@@ -214,7 +237,7 @@ pub async fn get_runs(
         ("Last-Event-ID" = Option<String>, Header, description = "Id of the last frame seen; the first frame then has a higher id and the current figures"),
     ),
     responses(
-        (status = 200, description = "`text/event-stream`: `retry`, then `event: metrics` frames with an `id:` and the figures JSON as `data:` (one at connect, one whenever the figures change, at least one every 5 s) and `: keep-alive` comments", content_type = "text/event-stream", body = String),
+        (status = 200, description = "`text/event-stream`: `retry`, then frames without an event name (the default `message` event) with an `id:` and the figures JSON as `data:` (one at connect, one whenever the figures change, at least one every 5 s) and `: keep-alive` comments", content_type = "text/event-stream", body = String),
         (status = 400, description = "Malformed query", body = crate::error::ErrorBody),
         (status = 401, description = "Missing or invalid token", body = crate::error::ErrorBody),
         (status = 403, description = "Not allowed to see this scope", body = crate::error::ErrorBody),
@@ -262,6 +285,34 @@ pub async fn get_stream(
         .into_response())
 }
 
+/// The live figures under the CRM's own resource path: the same stream as
+/// `/api/dashboard/followup-stream`.
+#[utoipa::path(
+    get,
+    path = "/metrics/followup/stream",
+    tag = "followup",
+    params(
+        OwnerQuery,
+        ("Last-Event-ID" = Option<String>, Header, description = "Id of the last frame seen; the first frame then has a higher id and the current figures"),
+    ),
+    responses(
+        (status = 200, description = "`text/event-stream`, as `/api/dashboard/followup-stream`", content_type = "text/event-stream", body = String),
+        (status = 400, description = "Malformed query", body = crate::error::ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = crate::error::ErrorBody),
+        (status = 403, description = "Not allowed to see this scope", body = crate::error::ErrorBody),
+        (status = 503, description = "The projection cannot be read", body = crate::error::ErrorBody),
+    ),
+    security(("bearer" = []), ("cookie" = []))
+)]
+pub async fn get_stream_crm_path(
+    state: State<AppState>,
+    principal: Principal,
+    query: ApiQuery<OwnerQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    get_stream(state, principal, query, headers).await
+}
+
 /// Body of `POST /api/session`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -307,7 +358,7 @@ fn same_origin(headers: &HeaderMap) -> Result<(), ApiError> {
     tag = "session",
     request_body = SessionRequest,
     responses(
-        (status = 200, description = "Cookie `followup_session` set (HttpOnly, SameSite=Strict, Path=/api, until the token expires)", body = SessionInfo),
+        (status = 200, description = "Cookie `followup_session` set (HttpOnly, SameSite=Strict, Path=/ — the API and the CRM's paths `/metrics/followup…` — until the token expires)", body = SessionInfo),
         (status = 400, description = "Not a JSON body `{token}`", body = crate::error::ErrorBody),
         (status = 401, description = "Invalid token", body = crate::error::ErrorBody),
         (status = 403, description = "Cross-origin request", body = crate::error::ErrorBody),
@@ -324,7 +375,7 @@ pub async fn create_session(
     let principal = state.auth.verify(token).await?;
     let max_age = (principal.expires_at - Utc::now().timestamp()).max(0);
     let cookie = format!(
-        "{SESSION_COOKIE}={token}; Path=/api; HttpOnly; SameSite=Strict; Max-Age={max_age}{}",
+        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{}",
         if state.cookie_secure { "; Secure" } else { "" }
     );
     let mut roles = Vec::new();
@@ -360,7 +411,7 @@ pub async fn create_session(
 )]
 pub async fn delete_session(State(state): State<AppState>) -> Response {
     let cookie = format!(
-        "{SESSION_COOKIE}=; Path=/api; HttpOnly; SameSite=Strict; Max-Age=0{}",
+        "{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{}",
         if state.cookie_secure { "; Secure" } else { "" }
     );
     (StatusCode::NO_CONTENT, [(header::SET_COOKIE, cookie)]).into_response()

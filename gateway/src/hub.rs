@@ -39,11 +39,12 @@ pub struct Snapshot {
 /// Loads a scope's figures by its key.
 pub type Loader = Arc<dyn Fn(String) -> BoxFuture<'static, anyhow::Result<Snapshot>> + Send + Sync>;
 
-/// One serialised `metrics` event.
+/// One serialised figures frame.
 #[derive(Debug)]
 pub struct Frame {
     pub id: u64,
-    /// `id: …\nevent: metrics\ndata: {…}\n\n`.
+    /// `id: …\ndata: {…}\n\n`: no event name, so a browser delivers it to
+    /// `EventSource.onmessage` (the CRM's hook listens there; DESIGN.md, 2026-11-30).
     pub bytes: Bytes,
     /// The earliest projector commit this frame is the answer to (for the latency histogram).
     pub committed_at: Option<DateTime<Utc>>,
@@ -54,7 +55,7 @@ impl Frame {
     fn new(id: u64, json: &str, committed_at: Option<DateTime<Utc>>) -> Frame {
         Frame {
             id,
-            bytes: Bytes::from(format!("id: {id}\nevent: metrics\ndata: {json}\n\n")),
+            bytes: Bytes::from(format!("id: {id}\ndata: {json}\n\n")),
             committed_at,
             made_at: Instant::now(),
         }

@@ -98,6 +98,8 @@ impl Modify for Security {
     paths(
         crate::api::get_metrics,
         crate::api::get_stream,
+        crate::api::get_metrics_crm_path,
+        crate::api::get_stream_crm_path,
         crate::api::get_runs,
         crate::api::create_session,
         crate::api::delete_session,

@@ -133,6 +133,9 @@ pub fn router(state: AppState, readiness: Readiness) -> Router {
             get(unsubscribe::confirm_unsubscribe).post(unsubscribe::unsubscribe),
         )
         .route("/api/dashboard/followup-stream", get(api::get_stream))
+        // The CRM's resource paths for the same figures and stream (DESIGN.md "Interfaces").
+        .route("/metrics/followup", get(api::get_metrics_crm_path))
+        .route("/metrics/followup/stream", get(api::get_stream_crm_path))
         .route(
             "/api/session",
             axum::routing::post(api::create_session).delete(api::delete_session),

@@ -78,7 +78,8 @@
       message('');
       backoff = 1000;
     });
-    source.addEventListener('metrics', (event) => {
+    // Frames carry no event name: they arrive as the default `message` event.
+    source.addEventListener('message', (event) => {
       armWatchdog();
       try {
         render(JSON.parse(event.data));

@@ -109,7 +109,7 @@ async fn connect_clients(
             socket.write_all(request.as_bytes()).await.unwrap();
             let mut buffer = Vec::with_capacity(2048);
             let mut chunk = [0u8; 2048];
-            while !contains(&buffer, b"event: metrics") {
+            while !contains(&buffer, b"\ndata: ") {
                 let read = socket.read(&mut chunk).await.unwrap();
                 assert!(read > 0, "stream closed before the first frame");
                 buffer.extend_from_slice(&chunk[..read]);

@@ -121,13 +121,29 @@ fn error_code(status: u16) -> &'static str {
     }
 }
 
+/// Our paths and the CRM's (DESIGN.md "Interfaces"): the same figures, auth and RBAC.
+const PATHS: [(&str, &str); 2] = [
+    ("/api/followup/metrics", "/api/dashboard/followup-stream"),
+    ("/metrics/followup", "/metrics/followup/stream"),
+];
+
 #[tokio::test]
 async fn rbac_matrix_for_json_and_sse() {
     let stack = seeded().await;
-    for (who, token, query, status, scope, pending) in matrix() {
+    for (json_path, stream_path) in PATHS {
+        for case in matrix() {
+            check_case(&stack, json_path, stream_path, case).await;
+        }
+    }
+}
+
+async fn check_case(stack: &Stack, json_path: &str, stream_path: &str, case: Case) {
+    let (who, token, query, status, scope, pending) = case;
+    let who = format!("{who} at {json_path}");
+    {
         // JSON
         let (got, body) = stack
-            .get_json(&format!("/api/followup/metrics{query}"), token.as_deref())
+            .get_json(&format!("{json_path}{query}"), token.as_deref())
             .await;
         assert_eq!(got, status, "JSON {who}: {body}");
         if status == 200 {
@@ -140,7 +156,7 @@ async fn rbac_matrix_for_json_and_sse() {
 
         // SSE
         let auth = token.as_deref().map_or(Auth::None, Auth::Bearer);
-        let mut sse = SseClient::connect(&stack, query, auth, None).await;
+        let mut sse = SseClient::connect_at(stack, stream_path, query, auth, None).await;
         assert_eq!(sse.status, status, "SSE {who}: {:?}", sse.error);
         if status == 200 {
             assert_eq!(sse.content_type, "text/event-stream", "SSE {who}");
@@ -148,7 +164,7 @@ async fn rbac_matrix_for_json_and_sse() {
                 .next_event(Duration::from_secs(5))
                 .await
                 .unwrap_or_else(|| panic!("SSE {who}: first frame at connect"));
-            assert_eq!(first.event.as_deref(), Some("metrics"));
+            assert_eq!(first.event, None, "frames carry no event name");
             assert!(first.id.is_some(), "SSE {who}: frame id");
             let figures = first.json();
             assert_eq!(figures["scope"], scope, "SSE {who}");
@@ -201,7 +217,7 @@ async fn the_session_cookie_authenticates_json_and_sse() {
         .to_str()
         .unwrap()
         .to_owned();
-    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/api", "Max-Age="] {
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/;", "Max-Age="] {
         assert!(cookie.contains(attribute), "{attribute} in {cookie}");
     }
     let info: serde_json::Value = response.json().await.unwrap();

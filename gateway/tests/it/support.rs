@@ -299,9 +299,27 @@ impl SseClient {
         auth: Auth<'_>,
         last_event_id: Option<&str>,
     ) -> SseClient {
+        SseClient::connect_at(
+            stack,
+            "/api/dashboard/followup-stream",
+            query,
+            auth,
+            last_event_id,
+        )
+        .await
+    }
+
+    /// [`SseClient::connect`] to another stream path (the CRM's `/metrics/followup/stream`).
+    pub async fn connect_at(
+        stack: &Stack,
+        path: &str,
+        query: &str,
+        auth: Auth<'_>,
+        last_event_id: Option<&str>,
+    ) -> SseClient {
         let client = reqwest::Client::builder().build().unwrap();
         let mut request = client
-            .get(stack.url(&format!("/api/dashboard/followup-stream{query}")))
+            .get(stack.url(&format!("{path}{query}")))
             .header("Accept", "text/event-stream");
         match auth {
             Auth::None => {}

@@ -84,8 +84,9 @@ pub struct JwtConfig {
     /// RS256 key set of the identity provider: a file path or an http(s) URL.
     #[arg(long, env = "JWT_JWKS")]
     pub jwt_jwks: Option<String>,
-    /// Claim holding the user id that matches `leads.owner_user_id`.
-    #[arg(long, env = "JWT_USER_CLAIM", default_value = "sub")]
+    /// Claim holding the user id that matches `leads.owner_user_id`: the CRM's owner ids are
+    /// login names, the identity provider's `preferred_username` (its `sub` is a UUID).
+    #[arg(long, env = "JWT_USER_CLAIM", default_value = "preferred_username")]
     pub jwt_user_claim: String,
     /// Required `iss`, when set.
     #[arg(long, env = "JWT_ISSUER")]
@@ -111,7 +112,7 @@ pub struct DevTokenArgs {
     #[arg(long, default_value_t = 8 * 3600)]
     pub ttl_secs: u64,
     /// Claim holding the user id.
-    #[arg(long, env = "JWT_USER_CLAIM", default_value = "sub")]
+    #[arg(long, env = "JWT_USER_CLAIM", default_value = "preferred_username")]
     pub jwt_user_claim: String,
     /// `iss` to put in the token.
     #[arg(long, env = "JWT_ISSUER")]

@@ -26,7 +26,8 @@ fn now() -> i64 {
 
 /// Valid claims of a sales user; cases change one thing.
 fn claims() -> Value {
-    json!({"sub": "u1", "roles": ["sales"], "iss": ISSUER, "aud": AUDIENCE, "exp": now() + 3600})
+    json!({"sub": "0b9e4c1e-uuid", "preferred_username": "u1", "roles": ["sales"], "iss": ISSUER,
+           "aud": AUDIENCE, "exp": now() + 3600})
 }
 
 fn hs(claims: &Value, secret: &[u8]) -> String {
@@ -136,20 +137,24 @@ fn attacks() -> Vec<(&'static str, String, u16)> {
             401,
         ),
         ("no audience", with(|c| _ = c.remove("aud")), 401),
-        ("no sub", with(|c| _ = c.remove("sub")), 401),
         (
-            "empty sub",
-            with(|c| _ = c.insert("sub".into(), json!("  "))),
+            "no preferred_username",
+            with(|c| _ = c.remove("preferred_username")),
             401,
         ),
         (
-            "sub not a string",
-            with(|c| _ = c.insert("sub".into(), json!(["u1"]))),
+            "empty preferred_username",
+            with(|c| _ = c.insert("preferred_username".into(), json!("  "))),
             401,
         ),
         (
-            "sub too long",
-            with(|c| _ = c.insert("sub".into(), json!("u".repeat(51)))),
+            "preferred_username not a string",
+            with(|c| _ = c.insert("preferred_username".into(), json!(["u1"]))),
+            401,
+        ),
+        (
+            "preferred_username too long",
+            with(|c| _ = c.insert("preferred_username".into(), json!("u".repeat(51)))),
             401,
         ),
         ("no roles", with(|c| _ = c.remove("roles")), 403),
@@ -286,7 +291,7 @@ async fn hs256_signed_with_the_public_rsa_key_is_refused_by_a_jwks_gateway() {
         c.jwt.jwt_jwks = Some(path);
     })
     .await;
-    let admin = json!({"sub": "boss", "roles": ["admin"], "exp": now() + 3600});
+    let admin = json!({"preferred_username": "boss", "roles": ["admin"], "exp": now() + 3600});
     let rs = |claims: &Value| {
         let mut header = Header::new(Algorithm::RS256);
         header.kid = Some("k1".into());

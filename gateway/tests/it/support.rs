@@ -176,7 +176,7 @@ pub fn token(user: &str, roles: &[&str]) -> String {
     dev_token(
         SECRET,
         &DevClaims {
-            user_claim: "sub",
+            user_claim: "preferred_username",
             user,
             roles: &roles,
             ttl: Duration::from_secs(3600),
@@ -194,7 +194,7 @@ fn b64(bytes: &[u8]) -> String {
 
 /// An admin token that expired an hour ago (well past the leeway).
 pub fn expired_token() -> String {
-    let claims = serde_json::json!({"sub": "boss", "roles": ["admin"], "exp": Utc::now().timestamp() - 3600});
+    let claims = serde_json::json!({"preferred_username": "boss", "roles": ["admin"], "exp": Utc::now().timestamp() - 3600});
     jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
         &claims,
@@ -205,7 +205,7 @@ pub fn expired_token() -> String {
 
 /// An admin token signed with another key.
 pub fn foreign_token() -> String {
-    let claims = serde_json::json!({"sub": "boss", "roles": ["admin"], "exp": Utc::now().timestamp() + 3600});
+    let claims = serde_json::json!({"preferred_username": "boss", "roles": ["admin"], "exp": Utc::now().timestamp() + 3600});
     jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
         &claims,
@@ -218,7 +218,7 @@ pub fn foreign_token() -> String {
 pub fn none_token() -> String {
     let header = b64(br#"{"alg":"none","typ":"JWT"}"#);
     let claims = b64(
-        serde_json::json!({"sub": "boss", "roles": ["admin"], "exp": Utc::now().timestamp() + 3600})
+        serde_json::json!({"preferred_username": "boss", "roles": ["admin"], "exp": Utc::now().timestamp() + 3600})
             .to_string()
             .as_bytes(),
     );

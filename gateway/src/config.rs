@@ -207,7 +207,7 @@ impl GatewayConfig {
             jwt: JwtConfig {
                 jwt_secret: Some(jwt_secret.to_owned()),
                 jwt_jwks: None,
-                jwt_user_claim: "sub".to_owned(),
+                jwt_user_claim: "preferred_username".to_owned(),
                 jwt_issuer: None,
                 jwt_audience: None,
             },
@@ -297,6 +297,6 @@ mod tests {
         };
         assert_eq!(config.http_addr.to_string(), "127.0.0.1:8080");
         assert_eq!(config.followup_tz, chrono_tz::Europe::Berlin);
-        assert_eq!(config.jwt.jwt_user_claim, "sub");
+        assert_eq!(config.jwt.jwt_user_claim, "preferred_username");
     }
 }

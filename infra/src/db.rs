@@ -75,10 +75,10 @@ pub async fn connect_database(
     }
 }
 
-/// Applies pending migrations. Safe to run from several processes at once (sqlx takes an
-/// advisory lock) and against a CRM database that already has `leads`. With nothing pending it
-/// writes nothing, so a service may start as an application role once the owner of the CRM's
-/// tables has migrated; a role that cannot migrate gets an error naming the fix.
+/// Applies pending migrations. Safe to run from several processes at once (one at a time passes
+/// the migration gate below) and against a CRM database that already has `leads`. With nothing
+/// pending it writes nothing, so a service may start as an application role once the owner of
+/// the CRM's tables has migrated; a role that cannot migrate gets an error naming the fix.
 pub async fn migrate_database(pool: &PgPool) -> anyhow::Result<()> {
     let mut migrator = Migrator {
         migrations: MIGRATOR.migrations.clone(),
@@ -88,12 +88,13 @@ pub async fn migrate_database(pool: &PgPool) -> anyhow::Result<()> {
     // The gate below keeps our processes apart; sqlx's own blocking lock would bring back the
     // deadlock with CREATE INDEX CONCURRENTLY it exists to avoid.
     migrator.set_locking(false);
-    accept_rewritten_migrations(pool, &migrator).await?;
     let mut conn = pool
         .acquire()
         .await
         .context("a connection for the migrations")?;
-    if pending_migrations(&mut conn, &migrator).await? == 0 {
+    let mut applied = applied_migrations(&mut conn).await?;
+    accept_rewritten_migrations(&mut conn, &migrator, &mut applied).await?;
+    if pending_count(&migrator, &applied) == 0 {
         return Ok(());
     }
     drop(conn);
@@ -150,7 +151,7 @@ async fn leave_migration_gate(mut conn: sqlx::pool::PoolConnection<sqlx::Postgre
 /// Runs what is still pending once inside the gate (another process may have done it all), on
 /// the gate's own connection, so a pool of one connection suffices.
 async fn run_pending(gate: &mut sqlx::PgConnection, migrator: &Migrator) -> anyhow::Result<()> {
-    if pending_migrations(gate, migrator).await? == 0 {
+    if pending_count(migrator, &applied_migrations(gate).await?) == 0 {
         return Ok(());
     }
     // `run_direct` takes the connection itself (`run(&mut conn)` makes the future not `Send`
@@ -173,26 +174,27 @@ async fn run_pending(gate: &mut sqlx::PgConnection, migrator: &Migrator) -> anyh
     Ok(())
 }
 
-/// How many of our migrations this database has not applied (all when it has none).
-async fn pending_migrations(
-    conn: &mut sqlx::PgConnection,
-    migrator: &Migrator,
-) -> anyhow::Result<usize> {
+/// `(version, checksum)` of every migration this database applied; none before the first.
+async fn applied_migrations(conn: &mut sqlx::PgConnection) -> anyhow::Result<Vec<(i64, Vec<u8>)>> {
     let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
         .bind(MIGRATIONS_TABLE)
         .fetch_one(&mut *conn)
         .await
         .context("looking for the migrations table")?;
     if !exists {
-        return Ok(migrator.migrations.len());
+        return Ok(Vec::new());
     }
-    let applied: Vec<(i64, Vec<u8>)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT version, checksum FROM {MIGRATIONS_TABLE} WHERE success"
     )))
     .fetch_all(&mut *conn)
     .await
-    .context("reading the migrations table")?;
-    Ok(migrator
+    .context("reading the migrations table")
+}
+
+/// How many of our migrations are not among `applied` with the same checksum.
+fn pending_count(migrator: &Migrator, applied: &[(i64, Vec<u8>)]) -> usize {
+    migrator
         .migrations
         .iter()
         .filter(|m| {
@@ -200,7 +202,7 @@ async fn pending_migrations(
                 .iter()
                 .any(|(v, c)| *v == m.version && c.as_slice() == m.checksum.as_ref())
         })
-        .count())
+        .count()
 }
 
 /// Grants `role` what the services need to run as it (see `20261202000005_crm_access.sql`).
@@ -266,8 +268,9 @@ pub async fn prepare_database(pool: &PgPool) -> anyhow::Result<()> {
 
 /// Migrations whose text was rewritten after release, with the checksum of the earlier text.
 /// 20261129000001 added columns to an existing `leads` table; its new text never touches an
-/// existing CRM table. 20261129000002 created a trigger whose WHEN clause named CRM columns. A database that applied the earlier text keeps what it did (the next
-/// migrations handle both shapes) and takes the new checksum, as Flyway's `repair` would.
+/// existing CRM table. 20261129000002 created a trigger whose WHEN clause named CRM columns. A
+/// database that applied the earlier text keeps what it did (the next migrations handle both
+/// shapes) and takes the new checksum, as Flyway's `repair` would.
 const REWRITTEN: &[(i64, &str)] = &[
     (
         20261129000001,
@@ -279,44 +282,39 @@ const REWRITTEN: &[(i64, &str)] = &[
     ),
 ];
 
-async fn accept_rewritten_migrations(pool: &PgPool, migrator: &Migrator) -> anyhow::Result<()> {
-    let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
-        .bind(MIGRATIONS_TABLE)
-        .fetch_one(pool)
-        .await
-        .context("reading the migrations table")?;
-    if !exists {
-        return Ok(());
-    }
+/// Gives the rows of `applied` that hold an earlier text's checksum the current one, in the
+/// database and in `applied`. Only writes when there is such a row: an application role may read
+/// the history but not write it.
+async fn accept_rewritten_migrations(
+    conn: &mut sqlx::PgConnection,
+    migrator: &Migrator,
+    applied: &mut [(i64, Vec<u8>)],
+) -> anyhow::Result<()> {
     for (version, earlier) in REWRITTEN {
         let Some(current) = migrator.migrations.iter().find(|m| m.version == *version) else {
             continue;
         };
         let earlier = hex::decode(earlier).expect("checksum constant is hex");
-        // Read first: an application role may read the history but not write it.
-        let stale: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT EXISTS (SELECT 1 FROM {MIGRATIONS_TABLE} WHERE version = $1 AND checksum = $2)"
-        )))
-        .bind(version)
-        .bind(&earlier)
-        .fetch_one(pool)
-        .await
-        .context("reading the migrations table")?;
-        if !stale {
+        let Some(row) = applied
+            .iter_mut()
+            .find(|(v, c)| v == version && *c == earlier)
+        else {
             continue;
-        }
+        };
         let repaired = sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE {MIGRATIONS_TABLE} SET checksum = $1 WHERE version = $2 AND checksum = $3"
         )))
         .bind(current.checksum.as_ref())
         .bind(version)
-        .bind(earlier)
-        .execute(pool)
+        .bind(&earlier)
+        .execute(&mut *conn)
         .await
         .context(
             "accepting a rewritten migration (only the owner of the CRM's tables may: run \
              `followup-producer migrate` with the owner's DATABASE_URL)",
         )?;
+        row.1 = current.checksum.to_vec();
+        // Zero rows: another process starting beside this one repaired it first.
         if repaired.rows_affected() > 0 {
             tracing::info!(
                 version,

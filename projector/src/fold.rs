@@ -57,6 +57,31 @@ fn predates_snapshot(change: &followup_contract::LeadChanged, record: &LeadRecor
     change.contactable.is_none() && record.state.sequence == 0 && record.state.is_known()
 }
 
+/// Adds a delivered or finally failed follow-up to the lead's record, at event time `at`: the
+/// transition of the figures, the users it concerns, the row to write. A failure of the same
+/// kind gives way (an operator cleared it for a retry, and the follow-up was sent after all).
+fn add_delivery(
+    plan: &mut BatchPlan,
+    record: &mut LeadRecord,
+    lead_id: i64,
+    delivery: Delivery,
+    at: DateTime<Utc>,
+    tz: Tz,
+) {
+    let mut after = record.clone();
+    after.deliveries.retain(|d| d.kind != delivery.kind);
+    after.deliveries.push(delivery.clone());
+    plan.deltas.record_transition(record, &after, at, tz);
+    plan.users.extend(after.members());
+    if !record.state.is_known() {
+        // Keep a placeholder row so the delivery is found when the state arrives.
+        plan.leads.entry(lead_id).or_insert_with(LeadState::unknown);
+    }
+    plan.deliveries.push((lead_id, delivery));
+    *record = after;
+    plan.org = true;
+}
+
 /// Applies `events` (already deduplicated against the inbox, in stream order) to `records`
 /// (the stored records of the leads they name; missing ones are unknown) and returns each
 /// event's outcome and the plan.
@@ -106,21 +131,7 @@ pub(crate) fn fold_events(
                         run_id: sent.run_id.clone(),
                         failed: false,
                     };
-                    let mut after = record.clone();
-                    // A failure an operator cleared for a retry gives way to the delivery.
-                    after.deliveries.retain(|d| d.kind != sent.kind);
-                    after.deliveries.push(delivery.clone());
-                    plan.deltas.record_transition(record, &after, *at, tz);
-                    plan.users.extend(after.members());
-                    if !record.state.is_known() {
-                        // Keep a placeholder row so the delivery is found when the state arrives.
-                        plan.leads
-                            .entry(sent.lead_id)
-                            .or_insert_with(LeadState::unknown);
-                    }
-                    plan.deliveries.push((sent.lead_id, delivery));
-                    *record = after;
-                    plan.org = true;
+                    add_delivery(&mut plan, record, sent.lead_id, delivery, *at, tz);
                     Outcome::Applied
                 }
             }
@@ -139,18 +150,7 @@ pub(crate) fn fold_events(
                         run_id: String::new(),
                         failed: true,
                     };
-                    let mut after = record.clone();
-                    after.deliveries.push(delivery.clone());
-                    plan.deltas.record_transition(record, &after, *at, tz);
-                    plan.users.extend(after.members());
-                    if !record.state.is_known() {
-                        plan.leads
-                            .entry(failed.lead_id)
-                            .or_insert_with(LeadState::unknown);
-                    }
-                    plan.deliveries.push((failed.lead_id, delivery));
-                    *record = after;
-                    plan.org = true;
+                    add_delivery(&mut plan, record, failed.lead_id, delivery, *at, tz);
                     Outcome::Applied
                 }
             }

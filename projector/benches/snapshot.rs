@@ -18,9 +18,9 @@
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use followup_projector::write_snapshot;
+use followup_projector::{begin_snapshot, write_snapshot};
 use followup_testkit::TestDb;
-use sqlx::{Connection, PgPool};
+use sqlx::PgPool;
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -124,11 +124,7 @@ async fn main() {
 async fn baseline(pool: &PgPool) -> Duration {
     let mut conn = pool.acquire().await.unwrap();
     let started = Instant::now();
-    let mut tx = conn.begin().await.unwrap();
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        .execute(&mut *tx)
-        .await
-        .unwrap();
+    let mut tx = begin_snapshot(&mut conn).await.unwrap();
     let mut after = 0_i64;
     loop {
         let rows = sqlx::query(BASELINE_READ)
@@ -160,11 +156,7 @@ async fn snapshot(pool: &PgPool) -> (Duration, u64) {
     .unwrap();
     let mut conn = pool.acquire().await.unwrap();
     let started = Instant::now();
-    let mut tx = conn.begin().await.unwrap();
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        .execute(&mut *tx)
-        .await
-        .unwrap();
+    let mut tx = begin_snapshot(&mut conn).await.unwrap();
     let report = write_snapshot(&mut tx, TZ, Utc::now()).await.unwrap();
     tx.commit().await.unwrap();
     (started.elapsed(), report.leads)

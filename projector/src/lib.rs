@@ -51,5 +51,5 @@ pub use parse::{InboundMessage, ParsedBatch, parse_batch};
 pub use rebuild::{RebuildProgress, rebuild_projection};
 pub use scope::Scope;
 pub use serve::run_projector_until_stopped;
-pub use snapshot::{SnapshotReport, ensure_snapshot, write_snapshot};
+pub use snapshot::{SnapshotReport, begin_snapshot, ensure_snapshot, write_snapshot};
 pub use verify::{Mismatch, VerifyReport, verify_projection};

@@ -22,7 +22,7 @@ use sqlx::{Connection, PgConnection, PgPool};
 use crate::apply::{apply_messages, lock_projection};
 use crate::consume::{ack_all, fetch_batch, to_inbound};
 use crate::fold::Outcome;
-use crate::snapshot::write_snapshot;
+use crate::snapshot::{begin_snapshot, write_snapshot};
 
 /// The projection's DDL: its migration files, run again inside the shadow schema.
 const PROJECTION_DDL: &str = concat!(
@@ -103,10 +103,7 @@ pub async fn rebuild_projection(
     // Snapshot, then stream: the CRM's current state first, then every message the stream still
     // holds (older ones apply over the snapshot harmlessly; see `snapshot`), so a stream whose
     // older events expired rebuilds the same figures.
-    let mut snapshot = shadow.begin().await?;
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        .execute(&mut *snapshot)
-        .await?;
+    let mut snapshot = begin_snapshot(&mut shadow).await?;
     write_snapshot(&mut snapshot, tz, chrono::Utc::now())
         .await
         .context("taking the snapshot of the CRM")?;

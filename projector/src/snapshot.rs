@@ -23,7 +23,7 @@ use sqlx::{Connection, PgConnection, Row};
 use crate::apply::{APPLY_LOCK_KEY, ApplyError};
 use crate::clock::{local_date, local_midnight};
 use crate::fold::BatchPlan;
-use crate::model::{Delivery, FigureDeltas, LeadRecord, LeadState};
+use crate::model::{Delivery, LeadRecord, LeadState};
 use crate::write::{Progress, write_plan};
 
 /// Leads read and written per round trip.
@@ -99,14 +99,23 @@ pub async fn ensure_snapshot(
     result
 }
 
-async fn snapshot_if_empty(
+/// Begins the transaction a snapshot is read and written in: REPEATABLE READ, so every chunk
+/// sees the CRM as of its first statement.
+pub async fn begin_snapshot(
     conn: &mut PgConnection,
-    tz: Tz,
-) -> Result<Option<SnapshotReport>, ApplyError> {
+) -> sqlx::Result<sqlx::Transaction<'_, sqlx::Postgres>> {
     let mut tx = conn.begin().await?;
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         .execute(&mut *tx)
         .await?;
+    Ok(tx)
+}
+
+async fn snapshot_if_empty(
+    conn: &mut PgConnection,
+    tz: Tz,
+) -> Result<Option<SnapshotReport>, ApplyError> {
+    let mut tx = begin_snapshot(conn).await?;
     let (taken, projected): (bool, bool) = sqlx::query_as(
         "SELECT EXISTS (SELECT 1 FROM projection_state WHERE snapshot_at IS NOT NULL),
                 EXISTS (SELECT 1 FROM projection_leads)",
@@ -131,7 +140,7 @@ async fn snapshot_if_empty(
 }
 
 /// Reads the CRM's current state and writes it as the projection, in the caller's REPEATABLE
-/// READ transaction, into the tables `search_path` names (the live ones, or `rebuild`'s shadow
+/// READ transaction ([`begin_snapshot`]), into the tables `search_path` names (the live ones, or `rebuild`'s shadow
 /// tables). `now` stamps the rows.
 pub async fn write_snapshot(
     conn: &mut PgConnection,
@@ -143,6 +152,7 @@ pub async fn write_snapshot(
     // moved, so today's trend starts flat.
     let before_today = local_midnight(local_date(now, tz), tz) - Duration::seconds(1);
     let mut report = SnapshotReport::default();
+    let unknown = LeadRecord::unknown();
     let mut after = 0_i64;
     loop {
         let rows = sqlx::query(READ_LEADS)
@@ -190,7 +200,9 @@ pub async fn write_snapshot(
                 state: LeadState::from_change(&change, now),
                 deliveries: deliveries.remove(&lead_id).unwrap_or_default(),
             };
-            record_snapshot_lead(&mut plan.deltas, &record, before_today, tz);
+            // The lead's whole contribution, as a transition from "unknown".
+            plan.deltas
+                .record_transition(&unknown, &record, before_today, tz);
             report.follow_ups += record.deliveries.iter().filter(|d| !d.failed).count() as u64;
             plan.deliveries
                 .extend(record.deliveries.iter().map(|d| (lead_id, d.clone())));
@@ -221,9 +233,4 @@ pub async fn write_snapshot(
         "projection initialised from a snapshot of the CRM"
     );
     Ok(report)
-}
-
-/// The lead's whole contribution, as a transition from "unknown" at `at`.
-fn record_snapshot_lead(deltas: &mut FigureDeltas, record: &LeadRecord, at: DateTime<Utc>, tz: Tz) {
-    deltas.record_transition(&LeadRecord::unknown(), record, at, tz);
 }

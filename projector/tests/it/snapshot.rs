@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use followup_projector::{Scope, verify_projection, write_snapshot};
+use followup_projector::{Scope, begin_snapshot, verify_projection, write_snapshot};
 use followup_testkit::crm::{self, CrmLead};
 use followup_testkit::eventually;
 use sqlx::Connection;
@@ -153,11 +153,7 @@ async fn a_snapshot_interrupted_midway_is_taken_again_on_the_next_start() {
     // A projector killed while writing its snapshot: the transaction never commits.
     {
         let mut conn = sqlx::PgConnection::connect(&h.db.url).await.unwrap();
-        let mut tx = conn.begin().await.unwrap();
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            .execute(&mut *tx)
-            .await
-            .unwrap();
+        let mut tx = begin_snapshot(&mut conn).await.unwrap();
         write_snapshot(&mut tx, TZ, Utc::now()).await.unwrap();
         // Dropped without commit, connection closed: as a SIGKILL leaves it.
     }

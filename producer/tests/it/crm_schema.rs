@@ -247,6 +247,19 @@ async fn the_crms_alter_column_type_on_every_column_we_read_succeeds_after_our_m
     assert_eq!(sent_kinds(&db.pool, id).await, vec!["t3".to_owned()]);
 }
 
+/// `(name, data type, nullable)` of these columns of `leads`, by name.
+async fn leads_columns(pool: &PgPool, names: &[&str]) -> Vec<(String, String, String)> {
+    sqlx::query_as(
+        "SELECT column_name::text, data_type::text, is_nullable::text
+         FROM information_schema.columns
+         WHERE table_name = 'leads' AND column_name = ANY($1) ORDER BY column_name",
+    )
+    .bind(names)
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
 /// The CRM's migration that added the follow-up columns (V212), as the CRM wrote it.
 const CRM_V212: &str = "
 ALTER TABLE leads ADD COLUMN IF NOT EXISTS t3_followup_sent BOOLEAN DEFAULT FALSE;
@@ -276,20 +289,16 @@ async fn our_migrations_before_the_crms_follow_up_columns_leave_their_types_to_t
     .expect("the CRM inserts a lead between our migrations and its V212");
     sqlx::raw_sql(CRM_V212).execute(&db.pool).await.unwrap();
 
-    let columns: Vec<(String, String, String)> = sqlx::query_as(
-        "SELECT column_name::text, data_type::text, is_nullable::text
-         FROM information_schema.columns
-         WHERE table_name = 'leads' AND column_name = ANY($1) ORDER BY column_name",
+    let columns = leads_columns(
+        &db.pool,
+        &[
+            "followup_count",
+            "last_followup_at",
+            "t3_followup_sent",
+            "t7_followup_sent",
+        ],
     )
-    .bind(vec![
-        "followup_count",
-        "last_followup_at",
-        "t3_followup_sent",
-        "t7_followup_sent",
-    ])
-    .fetch_all(&db.pool)
-    .await
-    .unwrap();
+    .await;
     let expect = |c: &str, t: &str| (c.to_owned(), t.to_owned(), "YES".to_owned());
     assert_eq!(
         columns,
@@ -310,16 +319,16 @@ async fn our_migrations_before_the_crms_follow_up_columns_leave_their_types_to_t
 #[tokio::test]
 async fn a_crm_less_install_creates_the_crm_tables_with_the_production_types() {
     let db = TestDb::without_crm().await;
-    let types: Vec<(String, String, String)> = sqlx::query_as(
-        "SELECT column_name::text, data_type::text, is_nullable::text
-         FROM information_schema.columns
-         WHERE table_name = 'leads'
-           AND column_name IN ('registered_at', 't3_followup_sent', 'metadata', 'followup_count')
-         ORDER BY column_name",
+    let types = leads_columns(
+        &db.pool,
+        &[
+            "registered_at",
+            "t3_followup_sent",
+            "metadata",
+            "followup_count",
+        ],
     )
-    .fetch_all(&db.pool)
-    .await
-    .unwrap();
+    .await;
     let row = |c: &str, t: &str, n: &str| (c.to_owned(), t.to_owned(), n.to_owned());
     assert_eq!(
         types,

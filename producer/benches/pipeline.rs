@@ -55,24 +55,39 @@ async fn purge(js: &jetstream::Context) {
         .unwrap();
 }
 
-/// Fills the outbox with `n` unpublished `lead.changed.v1` rows shaped like the trigger's.
+/// Fills the outbox with `n` unpublished `lead.changed.v1` rows shaped like the trigger's. Keys
+/// carry the outbox id, which never repeats, so every round publishes keys JetStream has not seen
+/// (a purge empties the stream but not its duplicate window: repeated keys would be dropped as
+/// duplicates and nothing stored).
 async fn seed_outbox(db: &TestDb, n: usize) {
     sqlx::query("TRUNCATE followup_outbox")
         .execute(&db.pool)
         .await
         .unwrap();
     sqlx::query(
-        "INSERT INTO followup_outbox (event_type, subject, idempotency_key, data)
-         SELECT 'lead.changed.v1', i::text, 'lead:' || i || ':change:' || i,
-                jsonb_build_object('leadId', i, 'ownerUserId', 'u' || (i % 50), 'collaboratorUserIds', '[]'::jsonb,
+        "INSERT INTO followup_outbox (id, event_type, subject, idempotency_key, data)
+         SELECT s.id, 'lead.changed.v1', s.i::text, 'lead:' || s.i || ':change:' || s.id,
+                jsonb_build_object('leadId', s.i, 'ownerUserId', 'u' || (s.i % 50), 'collaboratorUserIds', '[]'::jsonb,
                   'status', 'ACTIVE', 'registeredAt', '2026-11-20T08:00:00.000000Z', 'clockStoppedAt', null,
-                  't3Sent', false, 't7Sent', false, 'deleted', false, 'sequence', i)
-         FROM generate_series(1, $1::bigint) AS i",
+                  't3Sent', false, 't7Sent', false, 'contactable', true, 'deleted', false, 'sequence', s.id)
+         FROM (SELECT nextval(pg_get_serial_sequence('followup_outbox', 'id')) AS id, i
+               FROM generate_series(1, $1::bigint) AS i) AS s",
     )
     .bind(n as i64)
     .execute(&db.pool)
     .await
     .unwrap();
+}
+
+/// Asserts that the stream stores exactly `n` messages: a figure of a pass whose publishes were
+/// dropped as duplicates would measure nothing.
+async fn assert_stored(js: &jetstream::Context, n: usize, what: &str) {
+    let mut stream = js.get_stream(STREAM_NAME).await.unwrap();
+    let stored = stream.info().await.unwrap().state.messages as usize;
+    assert_eq!(
+        stored, n,
+        "{what}: every event stored once, none dropped as duplicate"
+    );
 }
 
 async fn bench_relay(db: &TestDb, js: &jetstream::Context, n: usize) -> f64 {
@@ -100,6 +115,7 @@ async fn bench_relay(db: &TestDb, js: &jetstream::Context, n: usize) -> f64 {
         .await
         .unwrap();
     assert_eq!(waiting, 0, "every row acknowledged and removed");
+    assert_stored(js, n, "relay").await;
     n as f64 / secs
 }
 
@@ -139,7 +155,9 @@ async fn bench_raw(db: &TestDb, js: &jetstream::Context, n: usize, window: usize
     for fut in in_flight {
         fut.await.unwrap();
     }
-    n as f64 / started.elapsed().as_secs_f64()
+    let rate = n as f64 / started.elapsed().as_secs_f64();
+    assert_stored(js, n, "raw publish").await;
+    rate
 }
 
 async fn bench_run(leads: usize, due: usize) -> (f64, i64) {

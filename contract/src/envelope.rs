@@ -1,11 +1,21 @@
-//! The CloudEvents 1.0 envelope in structured JSON mode, and its validation.
+//! The CloudEvents 1.0 envelope in structured JSON mode, built by the CloudEvents SDK
+//! (`cloudevents-sdk`). This crate fixes what every event of the contract shares (`specversion`
+//! 1.0, `source`, `datacontenttype` JSON, the `idempotencykey` extension); a writer supplies the
+//! [`EventParts`] that vary. The outbox holds exactly those parts, and the relay assembles the
+//! CloudEvent from them when it publishes, so there is one definition of the envelope.
 
-use chrono::{DateTime, FixedOffset};
-use serde::{Deserialize, Serialize};
+use chrono::{DateTime, SubsecRound, Utc};
+use cloudevents::{EventBuilder, EventBuilderV10};
 use uuid::Uuid;
 
-use crate::events::{FollowupFailed, FollowupProcessed, FollowupSent, LeadChanged, LeadEvent};
-use crate::{EVENT_SOURCE, SPEC_VERSION};
+use crate::EVENT_SOURCE;
+use crate::events::Payload;
+
+/// Name of the CloudEvents extension attribute holding the idempotency key (equal to the
+/// `Nats-Msg-Id` header).
+pub const IDEMPOTENCY_KEY_EXTENSION: &str = "idempotencykey";
+/// `datacontenttype` of every event.
+pub const DATA_CONTENT_TYPE: &str = "application/json";
 
 /// The four event types of the contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -51,188 +61,69 @@ impl EventType {
     }
 }
 
-/// A CloudEvents 1.0 event in structured JSON mode, generic over its `data`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CloudEvent<T = serde_json::Value> {
-    pub specversion: String,
+/// What varies between events: an outbox row's columns. [`EventParts::into_event`] turns them
+/// into the CloudEvent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventParts {
+    /// CloudEvents `id`.
     pub id: Uuid,
-    pub source: String,
-    #[serde(rename = "type")]
-    pub event_type: String,
-    /// RFC 3339 with a numeric offset (`+00:00`, never `Z`, so every consumer sees the offset).
-    #[serde(serialize_with = "serialize_rfc3339_offset")]
-    pub time: DateTime<FixedOffset>,
-    pub datacontenttype: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_type: EventType,
+    /// CloudEvents `subject`: the lead id, where the event concerns one lead.
     pub subject: Option<String>,
-    /// Extension attribute: the idempotency key, equal to the `Nats-Msg-Id` header.
-    pub idempotencykey: String,
-    pub data: T,
+    pub idempotency_key: String,
+    /// CloudEvents `time`: when the change happened.
+    pub time: DateTime<Utc>,
+    /// The payload, one of the types in [`crate::events`].
+    pub data: serde_json::Value,
 }
 
-impl<T> CloudEvent<T> {
-    /// An envelope with this pipeline's `source` and the JSON content type.
-    pub fn new(
-        id: Uuid,
-        event_type: EventType,
-        time: DateTime<FixedOffset>,
+impl EventParts {
+    /// Parts with a fresh id and a typed payload, whose type sets the event type.
+    pub fn new<T: Payload>(
         subject: Option<String>,
-        idempotencykey: String,
-        data: T,
+        idempotency_key: String,
+        time: DateTime<Utc>,
+        data: &T,
     ) -> Self {
-        CloudEvent {
-            specversion: SPEC_VERSION.to_owned(),
-            id,
-            source: EVENT_SOURCE.to_owned(),
-            event_type: event_type.as_str().to_owned(),
-            time,
-            datacontenttype: "application/json".to_owned(),
+        EventParts {
+            id: Uuid::new_v4(),
+            event_type: T::TYPE,
             subject,
-            idempotencykey,
-            data,
+            idempotency_key,
+            time,
+            // Derived `Serialize` of structs with string keys and no custom code cannot fail.
+            data: serde_json::to_value(data).expect("contract payloads serialise to JSON"),
         }
+    }
+
+    /// The CloudEvent, assembled by the SDK's `EventBuilderV10`.
+    pub fn into_event(self) -> cloudevents::Event {
+        let mut builder = EventBuilderV10::new()
+            .id(self.id.to_string())
+            .source(EVENT_SOURCE)
+            .ty(self.event_type.as_str())
+            // PostgreSQL keeps microseconds: an event's time equals the stored one it came from.
+            .time(self.time.trunc_subsecs(6))
+            .extension(IDEMPOTENCY_KEY_EXTENSION, self.idempotency_key)
+            .data(DATA_CONTENT_TYPE, self.data);
+        if let Some(subject) = self.subject {
+            builder = builder.subject(subject);
+        }
+        builder
+            .build()
+            // The builder fails only on a missing id, type or source, or an empty source; all
+            // three are always set above, the source to a constant.
+            .expect("id, type and source are set")
+    }
+
+    /// The structured-mode JSON body of the event (the message payload on the stream).
+    pub fn encode(self) -> Vec<u8> {
+        encode_event(&self.into_event())
     }
 }
 
-fn serialize_rfc3339_offset<S: serde::Serializer>(
-    time: &DateTime<FixedOffset>,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str(&time.to_rfc3339_opts(chrono::SecondsFormat::Micros, false))
-}
-
-/// Why a message is not a valid event of this contract. The text is what an operator sees in the
-/// dead-letter table, so it names the offending part.
-#[derive(Debug, thiserror::Error)]
-pub enum ContractError {
-    #[error("not a CloudEvents JSON object: {0}")]
-    NotCloudEvent(#[source] serde_json::Error),
-    #[error("unsupported specversion {0:?} (expected \"1.0\")")]
-    SpecVersion(String),
-    #[error("unknown event type {0:?}")]
-    UnknownType(String),
-    #[error("invalid data for {event_type}: {source}")]
-    InvalidData {
-        event_type: &'static str,
-        #[source]
-        source: serde_json::Error,
-    },
-    #[error("event too large: {bytes} bytes, at most {max}", max = crate::limits::MAX_EVENT_BYTES)]
-    TooLarge { bytes: usize },
-    #[error("field {field} too long: {chars} characters, at most {max}", max = crate::limits::MAX_FIELD_CHARS)]
-    FieldTooLong { field: &'static str, chars: usize },
-}
-
-/// Parses and validates a structured-mode message body into its envelope and typed payload.
-pub fn parse_event(body: &[u8]) -> Result<(CloudEvent<()>, LeadEvent), ContractError> {
-    crate::limits::check_size(body)?;
-    // Check specversion before the full envelope so an old or foreign event gets a precise reason.
-    let raw: serde_json::Value =
-        serde_json::from_slice(body).map_err(ContractError::NotCloudEvent)?;
-    if let Some(v) = raw.get("specversion").and_then(|v| v.as_str())
-        && v != SPEC_VERSION
-    {
-        return Err(ContractError::SpecVersion(v.to_owned()));
-    }
-    let event: CloudEvent = serde_json::from_value(raw).map_err(ContractError::NotCloudEvent)?;
-    if event.specversion != SPEC_VERSION {
-        return Err(ContractError::SpecVersion(event.specversion));
-    }
-    let ty = EventType::parse(&event.event_type)
-        .ok_or_else(|| ContractError::UnknownType(event.event_type.clone()))?;
-    let invalid = |source| ContractError::InvalidData {
-        event_type: ty.as_str(),
-        source,
-    };
-    let data = event.data;
-    let payload = match ty {
-        EventType::Processed => LeadEvent::Processed(
-            serde_json::from_value::<FollowupProcessed>(data).map_err(invalid)?,
-        ),
-        EventType::Sent => {
-            LeadEvent::Sent(serde_json::from_value::<FollowupSent>(data).map_err(invalid)?)
-        }
-        EventType::Failed => {
-            LeadEvent::Failed(serde_json::from_value::<FollowupFailed>(data).map_err(invalid)?)
-        }
-        EventType::Changed => {
-            LeadEvent::Changed(serde_json::from_value::<LeadChanged>(data).map_err(invalid)?)
-        }
-    };
-    let envelope = CloudEvent {
-        specversion: event.specversion,
-        id: event.id,
-        source: event.source,
-        event_type: event.event_type,
-        time: event.time,
-        datacontenttype: event.datacontenttype,
-        subject: event.subject,
-        idempotencykey: event.idempotencykey,
-        data: (),
-    };
-    crate::limits::check_fields(&payload)?;
-    Ok((envelope, payload))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::{FollowupKind, sent_key};
-    use chrono::Utc;
-
-    fn sent_event() -> CloudEvent<FollowupSent> {
-        let now = Utc::now();
-        CloudEvent::new(
-            Uuid::new_v4(),
-            EventType::Sent,
-            now.fixed_offset(),
-            Some("42".into()),
-            sent_key(42, FollowupKind::T3),
-            FollowupSent {
-                lead_id: 42,
-                owner_user_id: Some("u1".into()),
-                kind: FollowupKind::T3,
-                sent_at: now,
-                run_id: "r".into(),
-            },
-        )
-    }
-
-    #[test]
-    fn round_trips_a_sent_event_with_contract_attributes() {
-        let json = serde_json::to_value(sent_event()).unwrap();
-        assert_eq!(json["specversion"], "1.0");
-        assert_eq!(json["source"], "freshplan.leads.followup");
-        assert_eq!(json["type"], "lead.followup.sent.v1");
-        assert_eq!(json["data"]["leadId"], 42);
-        assert_eq!(json["data"]["kind"], "t3");
-        assert!(json["time"].as_str().unwrap().ends_with("+00:00"));
-        let (env, payload) = parse_event(json.to_string().as_bytes()).unwrap();
-        assert_eq!(env.idempotencykey, "lead:42:followup:t3");
-        assert!(matches!(payload, LeadEvent::Sent(s) if s.lead_id == 42));
-    }
-
-    #[test]
-    fn rejects_bad_input_with_a_reason() {
-        assert!(matches!(
-            parse_event(b"not json"),
-            Err(ContractError::NotCloudEvent(_))
-        ));
-        let mut json = serde_json::to_value(sent_event()).unwrap();
-        json["specversion"] = "0.3".into();
-        assert!(matches!(
-            parse_event(json.to_string().as_bytes()),
-            Err(ContractError::SpecVersion(v)) if v == "0.3"
-        ));
-        let mut json = serde_json::to_value(sent_event()).unwrap();
-        json["type"] = "lead.exploded.v1".into();
-        assert!(matches!(
-            parse_event(json.to_string().as_bytes()),
-            Err(ContractError::UnknownType(_))
-        ));
-        let mut json = serde_json::to_value(sent_event()).unwrap();
-        json["data"] = serde_json::json!({"leadId": "x"});
-        let err = parse_event(json.to_string().as_bytes()).unwrap_err();
-        assert!(err.to_string().contains("lead.followup.sent.v1"), "{err}");
-    }
+/// Serialises an event in structured JSON mode with the SDK's serializer.
+pub fn encode_event(event: &cloudevents::Event) -> Vec<u8> {
+    // Serialising attributes and a JSON value into a Vec cannot fail (no I/O, string keys).
+    serde_json::to_vec(event).expect("a CloudEvent serialises to JSON")
 }

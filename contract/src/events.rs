@@ -3,6 +3,31 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::EventType;
+
+/// A payload type of the contract, with its event type. Sealed: the four types below.
+pub trait Payload: Serialize + private::Sealed {
+    /// The event type whose `data` this is.
+    const TYPE: EventType;
+}
+
+mod private {
+    pub trait Sealed {}
+}
+
+macro_rules! payload {
+    ($ty:ident, $event:ident) => {
+        impl private::Sealed for $ty {}
+        impl Payload for $ty {
+            const TYPE: EventType = EventType::$event;
+        }
+    };
+}
+payload!(FollowupProcessed, Processed);
+payload!(FollowupSent, Sent);
+payload!(FollowupFailed, Failed);
+payload!(LeadChanged, Changed);
+
 /// Which follow-up: three or seven days after registration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

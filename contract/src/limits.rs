@@ -3,8 +3,8 @@
 //! Postgres index key, so the projector's transaction would fail on every retry and block the
 //! stream behind it).
 
-use crate::envelope::ContractError;
 use crate::events::LeadEvent;
+use crate::read::ContractError;
 
 /// Largest event body accepted. The contract's events are well under 2 KiB; this leaves room
 /// for a lead with hundreds of collaborators.

@@ -19,7 +19,7 @@ use bytes::Bytes;
 use chrono::Utc;
 use followup_contract::STREAM_NAME;
 use followup_infra::ensure_stream;
-use followup_producer::relay::{OutboxRow, RelayConfig, encode_event, subject_for};
+use followup_producer::relay::{OutboxRow, RelayConfig};
 use followup_producer::relay_loop::run_relay_until_stopped;
 use followup_producer::{
     Delivery, Mailer, ProducerMetrics, Renderer, RetryPolicy, RunOutcome, RunRequest, RunTrigger,
@@ -55,8 +55,9 @@ async fn purge(js: &jetstream::Context) {
         .unwrap();
 }
 
-/// Fills the outbox with `n` unpublished `lead.changed.v1` rows shaped like the trigger's. Keys
-/// carry the outbox id, which never repeats, so every round publishes keys JetStream has not seen
+/// Fills the outbox with `n` unpublished `lead.changed.v1` rows shaped like the trigger's (no
+/// stored key: the relay derives it from lead and outbox id). Keys carry the outbox id, which
+/// never repeats, so every round publishes keys JetStream has not seen
 /// (a purge empties the stream but not its duplicate window: repeated keys would be dropped as
 /// duplicates and nothing stored).
 async fn seed_outbox(db: &TestDb, n: usize) {
@@ -65,8 +66,8 @@ async fn seed_outbox(db: &TestDb, n: usize) {
         .await
         .unwrap();
     sqlx::query(
-        "INSERT INTO followup_outbox (id, event_type, subject, idempotency_key, data)
-         SELECT s.id, 'lead.changed.v1', s.i::text, 'lead:' || s.i || ':change:' || s.id,
+        "INSERT INTO followup_outbox (id, event_type, subject, data)
+         SELECT s.id, 'lead.changed.v1', s.i::text,
                 jsonb_build_object('leadId', s.i, 'ownerUserId', 'u' || (s.i % 50), 'collaboratorUserIds', '[]'::jsonb,
                   'status', 'ACTIVE', 'registeredAt', '2026-11-20T08:00:00.000000Z', 'clockStoppedAt', null,
                   't3Sent', false, 't7Sent', false, 'contactable', true, 'deleted', false, 'sequence', s.id)
@@ -122,20 +123,17 @@ async fn bench_relay(db: &TestDb, js: &jetstream::Context, n: usize) -> f64 {
 async fn bench_raw(db: &TestDb, js: &jetstream::Context, n: usize, window: usize) -> f64 {
     seed_outbox(db, n).await;
     let rows: Vec<OutboxRow> = sqlx::query_as(
-        "SELECT id, event_id, event_type, subject, idempotency_key, data::text AS data, occurred_at FROM followup_outbox ORDER BY id",
+        "SELECT id, event_id, event_type, subject, idempotency_key, data, occurred_at FROM followup_outbox ORDER BY id",
     )
     .fetch_all(&db.pool)
     .await
     .unwrap();
     // Encoding is done up front: the baseline is the broker and client alone.
-    let bodies: Vec<(String, String, Bytes)> = rows
-        .iter()
+    let bodies: Vec<(&str, String, Bytes)> = rows
+        .into_iter()
         .map(|r| {
-            (
-                subject_for(&r.event_type),
-                format!("raw:{}", r.idempotency_key),
-                Bytes::from(encode_event(r).unwrap()),
-            )
+            let m = r.into_message().unwrap();
+            (m.subject, format!("raw:{}", m.key), m.body)
         })
         .collect();
     purge(js).await;
@@ -150,7 +148,7 @@ async fn bench_raw(db: &TestDb, js: &jetstream::Context, n: usize, window: usize
             .payload(body.clone())
             .header("Content-Type", "application/cloudevents+json")
             .message_id(id);
-        in_flight.push_back(js.send_publish(subject.clone(), msg).await.unwrap());
+        in_flight.push_back(js.send_publish(*subject, msg).await.unwrap());
     }
     for fut in in_flight {
         fut.await.unwrap();

@@ -15,6 +15,9 @@
 //!
 //! [`relay_pending`] is one transactional pass (used by `run-once` and tests); the long-running
 //! relay of `serve` lives in [`crate::relay_loop`] and overlaps publishing with marking.
+//!
+//! The outbox holds each event's parts; the relay assembles the CloudEvent with the SDK
+//! ([`OutboxRow::into_message`]), the one place the envelope is built.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -23,7 +26,7 @@ use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::{self, context::PublishAckFuture};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use followup_contract::{CONTENT_TYPE, CloudEvent, EVENT_SOURCE, SPEC_VERSION};
+use followup_contract::{CONTENT_TYPE, EventParts, EventType, outbox_key};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -52,17 +55,71 @@ impl Default for RelayConfig {
     }
 }
 
-/// One unpublished outbox row.
+/// One unpublished outbox row: the parts of an event (see `followup_contract::EventParts`).
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct OutboxRow {
     pub id: i64,
     pub event_id: Uuid,
     pub event_type: String,
     pub subject: Option<String>,
-    pub idempotency_key: String,
-    /// The event's `data` as JSON text (embedded verbatim, not re-encoded).
-    pub data: String,
+    /// `None` on `lead.changed.v1` rows of the trigger: [`outbox_key`] derives theirs.
+    pub idempotency_key: Option<String>,
+    pub data: serde_json::Value,
     pub occurred_at: DateTime<Utc>,
+}
+
+/// An outbox row as a JetStream message: subject, `Nats-Msg-Id` and CloudEvent body.
+#[derive(Debug, Clone)]
+pub struct OutboxMessage {
+    pub id: i64,
+    pub subject: &'static str,
+    pub key: String,
+    pub body: Bytes,
+}
+
+impl OutboxRow {
+    /// Builds the row's CloudEvent with the SDK (through the contract's [`EventParts`]). A row
+    /// no relay can publish (a type outside the contract, no key) is an error naming the row; it
+    /// stays in the outbox, where `last_error` shows it to an operator.
+    pub fn into_message(self) -> Result<OutboxMessage, RelayError> {
+        let bad = |reason: String| RelayError::Publish {
+            id: self.id,
+            reason,
+        };
+        let event_type = EventType::parse(&self.event_type)
+            .ok_or_else(|| bad(format!("unknown event type {:?}", self.event_type)))?;
+        let key = outbox_key(
+            event_type,
+            self.subject.as_deref(),
+            self.idempotency_key.as_deref(),
+            self.id,
+        )
+        .ok_or_else(|| bad("no idempotency key and none derivable".to_owned()))?;
+        let body = EventParts {
+            id: self.event_id,
+            event_type,
+            subject: self.subject,
+            idempotency_key: key.clone(),
+            time: self.occurred_at,
+            data: self.data,
+        }
+        .encode();
+        Ok(OutboxMessage {
+            id: self.id,
+            subject: event_type.subject(),
+            key,
+            body: Bytes::from(body),
+        })
+    }
+}
+
+/// What JetStream acknowledged for a batch of rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Acknowledged {
+    /// The rows' outbox ids, in order.
+    pub ids: Vec<i64>,
+    /// How many JetStream flagged as duplicates (already in the stream).
+    pub duplicates: usize,
 }
 
 /// What one relay pass did.
@@ -85,74 +142,60 @@ pub enum RelayError {
     Publish { id: i64, reason: String },
 }
 
-/// The NATS subject of an event type: `freshplan.` + type without its `.vN` suffix.
-pub fn subject_for(event_type: &str) -> String {
-    let base = match event_type.rsplit_once('.') {
-        Some((base, version))
-            if version.starts_with('v') && version[1..].chars().all(|c| c.is_ascii_digit()) =>
-        {
-            base
-        }
-        _ => event_type,
-    };
-    format!("freshplan.{base}")
-}
-
-/// Builds the structured-mode CloudEvent body of a row.
-pub fn encode_event(row: &OutboxRow) -> serde_json::Result<Vec<u8>> {
-    let data: &serde_json::value::RawValue = serde_json::from_str(&row.data)?;
-    let event = CloudEvent {
-        specversion: SPEC_VERSION.to_owned(),
-        id: row.event_id,
-        source: EVENT_SOURCE.to_owned(),
-        event_type: row.event_type.clone(),
-        time: row.occurred_at.fixed_offset(),
-        datacontenttype: "application/json".to_owned(),
-        subject: row.subject.clone(),
-        idempotencykey: row.idempotency_key.clone(),
-        data,
-    };
-    serde_json::to_vec(&event)
-}
-
-/// Publishes `rows` in order with at most `window` PubAcks outstanding, and returns the acks in
-/// row order. Marks nothing: [`relay_pending`] does that in its transaction.
+/// Publishes `rows` in order with at most `window` PubAcks outstanding and waits for every
+/// ack. Marks nothing: the caller deletes the acknowledged rows in its transaction. Duplicates
+/// are counted and the first one's key logged, so an operator can see that a relay republished
+/// after a crash.
 pub async fn publish_rows(
     js: &jetstream::Context,
-    rows: &[OutboxRow],
+    rows: Vec<OutboxRow>,
     window: usize,
-) -> Result<Vec<jetstream::publish::PublishAck>, RelayError> {
-    let mut in_flight: VecDeque<(i64, PublishAckFuture)> = VecDeque::with_capacity(window);
-    let mut acks = Vec::with_capacity(rows.len());
+) -> Result<Acknowledged, RelayError> {
+    let mut in_flight: VecDeque<(i64, String, PublishAckFuture)> = VecDeque::with_capacity(window);
+    let mut acked = Acknowledged {
+        ids: Vec::with_capacity(rows.len()),
+        duplicates: 0,
+    };
+    let mut first_duplicate = None;
     let err = |id: i64, e: &dyn std::fmt::Display| RelayError::Publish {
         id,
         reason: e.to_string(),
     };
+    let mut settle = |(id, key, ack): (i64, String, jetstream::publish::PublishAck)| {
+        if ack.duplicate {
+            acked.duplicates += 1;
+            first_duplicate.get_or_insert(key);
+        }
+        acked.ids.push(id);
+    };
     for row in rows {
         if in_flight.len() >= window.max(1) {
-            let (id, fut) = in_flight.pop_front().expect("window is not empty");
-            acks.push(fut.await.map_err(|e| err(id, &e))?);
+            let (id, key, fut) = in_flight.pop_front().expect("window is not empty");
+            settle((id, key, fut.await.map_err(|e| err(id, &e))?));
         }
-        let body = encode_event(row).map_err(|e| err(row.id, &e))?;
-        let message = PublishMessage::build()
-            .payload(Bytes::from(body))
+        let message = row.into_message()?;
+        let publish = PublishMessage::build()
+            .payload(message.body)
             .header("Content-Type", CONTENT_TYPE)
-            .message_id(&row.idempotency_key);
+            .message_id(&message.key);
         let fut = js
-            .send_publish(subject_for(&row.event_type), message)
+            .send_publish(message.subject, publish)
             .await
-            .map_err(|e| err(row.id, &e))?;
-        in_flight.push_back((row.id, fut));
+            .map_err(|e| err(message.id, &e))?;
+        in_flight.push_back((message.id, message.key, fut));
     }
-    for (id, fut) in in_flight {
-        acks.push(fut.await.map_err(|e| err(id, &e))?);
+    for (id, key, fut) in in_flight {
+        settle((id, key, fut.await.map_err(|e| err(id, &e))?));
     }
-    Ok(acks)
+    if let Some(first_key) = first_duplicate {
+        tracing::info!(count = acked.duplicates, %first_key, "JetStream dropped republished events as duplicates");
+    }
+    Ok(acked)
 }
 
 /// Up to `$2` outbox rows with ids above `$1`, in outbox order (`$1` = 0: from the start).
 pub(crate) const SELECT_AFTER: &str =
-    "SELECT id, event_id, event_type, subject, idempotency_key, data::text AS data, occurred_at
+    "SELECT id, event_id, event_type, subject, idempotency_key, data, occurred_at
     FROM followup_outbox WHERE id > $1 ORDER BY id LIMIT $2";
 
 /// Removes acknowledged rows.
@@ -183,38 +226,21 @@ pub async fn relay_pending(
         tx.commit().await?;
         return Ok(RelayOutcome::Idle);
     }
-    let acks = publish_rows(js, &rows, config.window).await?;
-    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    let acked = publish_rows(js, rows, config.window).await?;
     sqlx::query(DELETE_PUBLISHED)
-        .bind(&ids)
+        .bind(&acked.ids)
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    let duplicates = count_duplicates(&rows, &acks);
-    metrics.relay_published.inc_by(rows.len() as u64);
-    metrics.relay_duplicates.inc_by(duplicates as u64);
+    metrics.relay_published.inc_by(acked.ids.len() as u64);
+    metrics.relay_duplicates.inc_by(acked.duplicates as u64);
     metrics
         .relay_batch_duration
         .observe(started.elapsed().as_secs_f64());
     Ok(RelayOutcome::Published {
-        rows: rows.len(),
-        duplicates,
+        rows: acked.ids.len(),
+        duplicates: acked.duplicates,
     })
-}
-
-/// Counts the acks JetStream flagged as duplicates and logs the first key, so an operator can
-/// see that a relay republished after a crash.
-pub(crate) fn count_duplicates(
-    rows: &[OutboxRow],
-    acks: &[jetstream::publish::PublishAck],
-) -> usize {
-    let mut duplicates = rows.iter().zip(acks).filter(|(_, ack)| ack.duplicate);
-    let Some((first, _)) = duplicates.next() else {
-        return 0;
-    };
-    let count = 1 + duplicates.count();
-    tracing::info!(count, first_key = %first.idempotency_key, "JetStream dropped republished events as duplicates");
-    count
 }
 
 /// Number of outbox rows not yet published.
@@ -293,22 +319,4 @@ pub async fn last_outbox_id(pool: &PgPool) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar("SELECT COALESCE(max(id), 0) FROM followup_outbox")
         .fetch_one(pool)
         .await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn subjects_drop_the_version_suffix() {
-        assert_eq!(
-            subject_for("lead.followup.sent.v1"),
-            "freshplan.lead.followup.sent"
-        );
-        assert_eq!(subject_for("lead.changed.v1"), "freshplan.lead.changed");
-        assert_eq!(
-            subject_for("lead.followup.processed.v12"),
-            "freshplan.lead.followup.processed"
-        );
-    }
 }

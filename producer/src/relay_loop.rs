@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::metrics::ProducerMetrics;
 use crate::relay::{
     DELETE_PUBLISHED, OutboxRow, RELAY_LOCK_KEY, RelayConfig, RelayError, SELECT_AFTER,
-    count_backlog, count_duplicates, publish_rows, record_publish_error,
+    count_backlog, publish_rows, record_publish_error,
 };
 
 enum MarkJob {
@@ -151,11 +151,11 @@ async fn stream_batches(
             continue;
         };
         cursor = last.id;
-        let acks = publish_rows(js, &rows, config.window).await?;
+        let acked = publish_rows(js, rows, config.window).await?;
         backoff.reset();
         let job = MarkJob::Mark {
-            ids: rows.iter().map(|r| r.id).collect(),
-            duplicates: count_duplicates(&rows, &acks),
+            ids: acked.ids,
+            duplicates: acked.duplicates,
             started,
         };
         if jobs.send(job).await.is_err() {

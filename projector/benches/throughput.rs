@@ -18,14 +18,13 @@ use async_nats::HeaderMap;
 use async_nats::jetstream::{self, consumer};
 use chrono::Utc;
 use followup_contract::{
-    CONTENT_TYPE, CloudEvent, EventType, FollowupKind, FollowupProcessed, FollowupSent,
-    LeadChanged, PROJECTOR_CONSUMER, STREAM_NAME, change_key, run_key, sent_key,
+    CONTENT_TYPE, EventParts, FollowupKind, FollowupProcessed, FollowupSent, LeadChanged,
+    PROJECTOR_CONSUMER, Payload, STREAM_NAME, change_key, run_key, sent_key,
 };
 use followup_projector::consume::{ack_all, fetch_batch};
 use followup_projector::{Config, run_projector_until_stopped};
 use followup_testkit::{NatsServer, TestDb};
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -123,7 +122,7 @@ async fn publish_events(js: &jetstream::Context, events: usize) {
                     processed_at: now,
                     duration_ms: 800,
                 };
-                encode(EventType::Processed, None, run_key(&run), data)
+                encode(None, run_key(&run), data)
             }
             1..=29 if i >= 70 => {
                 let j = i - 70;
@@ -140,7 +139,7 @@ async fn publish_events(js: &jetstream::Context, events: usize) {
                     sent_at: now,
                     run_id: "run".into(),
                 };
-                encode(EventType::Sent, Some(lead), sent_key(lead, kind), data)
+                encode(Some(lead), sent_key(lead, kind), data)
             }
             _ => {
                 let sequence = i as i64 + 1;
@@ -157,12 +156,7 @@ async fn publish_events(js: &jetstream::Context, events: usize) {
                     deleted: false,
                     sequence,
                 };
-                encode(
-                    EventType::Changed,
-                    Some(lead),
-                    change_key(lead, sequence),
-                    data,
-                )
+                encode(Some(lead), change_key(lead, sequence), data)
             }
         };
         let mut headers = HeaderMap::new();
@@ -184,21 +178,9 @@ async fn publish_events(js: &jetstream::Context, events: usize) {
     }
 }
 
-fn encode<T: serde::Serialize>(
-    ty: EventType,
-    lead: Option<i64>,
-    key: String,
-    data: T,
-) -> (&'static str, String, Vec<u8>) {
-    let event = CloudEvent::new(
-        Uuid::new_v4(),
-        ty,
-        Utc::now().fixed_offset(),
-        lead.map(|l| l.to_string()),
-        key.clone(),
-        data,
-    );
-    (ty.subject(), key, serde_json::to_vec(&event).unwrap())
+fn encode<T: Payload>(lead: Option<i64>, key: String, data: T) -> (&'static str, String, Vec<u8>) {
+    let event = EventParts::new(lead.map(|l| l.to_string()), key.clone(), Utc::now(), &data);
+    (T::TYPE.subject(), key, event.encode())
 }
 
 /// Fetch, insert the batch into one table in one statement, commit, ack.

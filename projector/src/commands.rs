@@ -74,6 +74,19 @@ pub async fn run_cli(cli: Cli, shutdown: CancellationToken) -> anyhow::Result<Ex
                 Ok(ExitCode::from(1))
             }
         }
+        Command::ShowEvents { from, limit } => {
+            // Reads the stream only: no database, no migrations.
+            let client =
+                connect_nats(&config.nats_url, "followup-projector-show", &shutdown).await?;
+            let js = jetstream::new(client);
+            let mut out = std::io::stdout().lock();
+            let shown = crate::show_events::show_events(&js, from, limit, &mut out).await?;
+            eprintln!(
+                "{} events, {} invalid messages",
+                shown.events, shown.invalid
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::DeadLetters(DeadLettersCommand::List) => {
             let pool = open_database(&config, &shutdown).await?;
             let mut out = std::io::stdout().lock();

@@ -30,6 +30,16 @@ pub enum Command {
     /// List or replay dead letters.
     #[command(subcommand)]
     DeadLetters(DeadLettersCommand),
+    /// Print the stream's messages as the contract reads them, one JSON line each (attributes as
+    /// the CloudEvents SDK read them, `data` as JSON; invalid messages with their reason).
+    ShowEvents {
+        /// First stream sequence to print.
+        #[arg(long, default_value_t = 1)]
+        from: u64,
+        /// Print at most this many messages.
+        #[arg(long)]
+        limit: Option<u64>,
+    },
 }
 
 /// `dead-letters` subcommands.

@@ -32,6 +32,7 @@ pub mod prune;
 pub mod rebuild;
 pub mod scope;
 mod serve;
+pub mod show_events;
 pub mod snapshot;
 mod store;
 pub mod verify;

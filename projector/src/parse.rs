@@ -54,14 +54,12 @@ pub fn parse_batch(messages: Vec<InboundMessage>) -> ParsedBatch {
     let mut slots = Vec::with_capacity(messages.len());
     for message in &messages {
         match parse_event(&message.body) {
-            Ok((envelope, event)) => {
-                let label =
-                    EventType::parse(&envelope.event_type).map_or("unknown", |t| t.as_str());
-                let index = seen.insert(envelope.id).then_some(events.len());
+            Ok(received) => {
+                let index = seen.insert(received.id).then_some(events.len());
                 if index.is_some() {
-                    events.push((envelope.id, envelope.time.with_timezone(&Utc), event));
+                    events.push((received.id, received.time, received.payload));
                 }
-                slots.push((label, Slot::Event(index)));
+                slots.push((received.event_type.as_str(), Slot::Event(index)));
             }
             Err(reason) => {
                 slots.push((

@@ -101,13 +101,13 @@ async fn a_relay_that_died_after_publishing_republishes_without_duplicates() {
     // The dead relay: it read and published every row, then died before its transaction deleted
     // them (so, as after a real crash, every row is still in the outbox).
     let pending: Vec<OutboxRow> = sqlx::query_as(
-        "SELECT id, event_id, event_type, subject, idempotency_key, data::text AS data, occurred_at
+        "SELECT id, event_id, event_type, subject, idempotency_key, data, occurred_at
          FROM followup_outbox ORDER BY id",
     )
     .fetch_all(&db.pool)
     .await
     .unwrap();
-    publish_rows(&js, &pending, 8).await.unwrap();
+    publish_rows(&js, pending, 8).await.unwrap();
     assert_eq!(stream_len(&js).await as i64, rows);
 
     // The restarted relay publishes everything again; JetStream drops all of it as duplicates.
@@ -184,14 +184,14 @@ async fn nats_down_during_a_run_loses_nothing_and_duplicates_nothing() {
     );
     let mut keys: Vec<_> = events
         .iter()
-        .map(|e| e.event.idempotencykey.clone())
+        .map(|e| e.event.idempotency_key.clone())
         .collect();
     keys.sort();
     keys.dedup();
     assert_eq!(keys.len() as i64, drained, "no idempotency key twice");
     let sent = events
         .iter()
-        .filter(|e| e.event.event_type == "lead.followup.sent.v1")
+        .filter(|e| e.event.event_type.as_str() == "lead.followup.sent.v1")
         .count();
     assert_eq!(sent, 120);
 }
@@ -270,4 +270,74 @@ async fn the_relay_wakes_on_notify_not_on_its_poll() {
     assert!(woke.is_some(), "the insert's NOTIFY woke the relay");
     shutdown.cancel();
     relay.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_row_outside_the_contract_waits_in_the_outbox_with_its_reason() {
+    let nats = NatsServer::start();
+    let db = TestDb::new().await;
+    let js = jetstream_for(&nats.url()).await;
+    ensure_stream(&js).await.unwrap();
+    // A hand-written row of a type no contract knows, and a producer row without a key.
+    let bad: i64 = sqlx::query_scalar(
+        "INSERT INTO followup_outbox (event_type, subject, idempotency_key, data)
+         VALUES ('lead.exploded.v1', '1', 'k1', '{}') RETURNING id",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    let (metrics, shutdown, task) = start_relay(&db, &js, 100, 8, Duration::from_millis(50));
+    eventually(Duration::from_secs(20), || async {
+        let attempts: i32 =
+            sqlx::query_scalar("SELECT publish_attempts FROM followup_outbox WHERE id = $1")
+                .bind(bad)
+                .fetch_one(&db.pool)
+                .await
+                .unwrap();
+        (attempts > 0).then_some(())
+    })
+    .await
+    .expect("the relay records why the row waits");
+    let reason: String = sqlx::query_scalar("SELECT last_error FROM followup_outbox WHERE id = $1")
+        .bind(bad)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert!(reason.contains(&format!("outbox row {bad}")), "{reason}");
+    assert!(
+        reason.contains("unknown event type \"lead.exploded.v1\""),
+        "{reason}"
+    );
+    assert_eq!(
+        stream_len(&js).await,
+        0,
+        "nothing published past it: order holds"
+    );
+
+    // The operator repairs the row: it is published with the trigger's derived key.
+    sqlx::query(
+        "UPDATE followup_outbox SET event_type = 'lead.changed.v1', idempotency_key = NULL,
+           data = jsonb_build_object('leadId', 1, 'ownerUserId', 'u1', 'collaboratorUserIds', '[]'::jsonb,
+             'status', 'ACTIVE', 'registeredAt', '2026-11-20T08:00:00Z', 'clockStoppedAt', null,
+             't3Sent', false, 't7Sent', false, 'contactable', true, 'deleted', false, 'sequence', id)
+         WHERE id = $1",
+    )
+    .bind(bad)
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    // The relay retries with backoff (100 ms doubling); 40 s covers several attempts.
+    eventually(Duration::from_secs(40), || async {
+        (metrics.relay_published.get() == 1).then_some(())
+    })
+    .await
+    .expect("the repaired row is published");
+    shutdown.cancel();
+    task.await.unwrap();
+    let events = stream_events(&js).await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(
+        events[0].msg_id.as_deref(),
+        Some(format!("lead:1:change:{bad}").as_str())
+    );
 }

@@ -59,7 +59,7 @@ async fn serve_runs_on_schedule_relays_and_reports_metrics() {
         let events = stream_events(&js).await;
         let n = events
             .iter()
-            .filter(|e| e.event.event_type == "lead.followup.sent.v1")
+            .filter(|e| e.event.event_type.as_str() == "lead.followup.sent.v1")
             .count();
         (n == 3).then_some(n)
     })
@@ -145,7 +145,7 @@ async fn serve_started_while_nats_is_down_runs_and_catches_up() {
         let n = stream_events(&js)
             .await
             .iter()
-            .filter(|e| e.event.event_type == "lead.followup.sent.v1")
+            .filter(|e| e.event.event_type.as_str() == "lead.followup.sent.v1")
             .count();
         (n == 2).then_some(())
     })

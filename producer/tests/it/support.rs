@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use chrono::{DateTime, Utc};
-use followup_contract::{CloudEvent, STREAM_NAME};
+use followup_contract::{ReceivedEvent, STREAM_NAME, parse_event};
 use followup_producer::{
     Delivery, Mailer, ProducerMetrics, Renderer, RetryPolicy, RunOutcome, RunReport, RunRequest,
     RunTrigger, UnsubscribeLinks, execute_run,
@@ -133,7 +133,10 @@ pub struct StoredEvent {
     pub subject: String,
     pub msg_id: Option<String>,
     pub content_type: Option<String>,
-    pub event: CloudEvent,
+    /// The body as JSON, as a consumer without an SDK sees it.
+    pub body: serde_json::Value,
+    /// The body as the contract (the CloudEvents SDK plus our checks) reads it.
+    pub event: ReceivedEvent,
 }
 
 /// Every message in the stream, in stream order, parsed as CloudEvents.
@@ -153,7 +156,8 @@ pub async fn stream_events(js: &jetstream::Context) -> Vec<StoredEvent> {
             subject: msg.subject.to_string(),
             msg_id: header("Nats-Msg-Id"),
             content_type: header("Content-Type"),
-            event: serde_json::from_slice(&msg.payload).expect("stored message is a CloudEvent"),
+            body: serde_json::from_slice(&msg.payload).expect("stored message is JSON"),
+            event: parse_event(&msg.payload).expect("stored message is an event of the contract"),
         });
     }
     out

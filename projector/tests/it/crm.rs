@@ -2,7 +2,7 @@
 //! relay that turns it into the contract's events, for tests that run `verify`.
 
 use chrono::{DateTime, Utc};
-use followup_contract::{CloudEvent, EventType, FollowupKind, FollowupSent, sent_key};
+use followup_contract::{EventParts, FollowupKind, FollowupSent, sent_key};
 use sqlx::Row;
 
 use crate::helpers::Harness;
@@ -75,13 +75,11 @@ pub async fn publish_deliveries(h: &Harness) -> usize {
         let lead_id: i64 = row.get("lead_id");
         let kind = FollowupKind::parse(row.get("kind")).unwrap();
         let sent_at: DateTime<Utc> = row.get("delivered_at");
-        let event = CloudEvent::new(
-            uuid::Uuid::new_v4(),
-            EventType::Sent,
-            sent_at.fixed_offset(),
+        let event = EventParts::new(
             Some(lead_id.to_string()),
             sent_key(lead_id, kind),
-            FollowupSent {
+            sent_at,
+            &FollowupSent {
                 lead_id,
                 owner_user_id: row.get("owner_user_id"),
                 kind,

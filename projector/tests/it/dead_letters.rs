@@ -3,7 +3,7 @@ use followup_projector::{
     ReplayOutcome, ReplaySelection, Scope, list_dead_letters, replay_dead_letters,
 };
 
-use crate::helpers::{Harness, TZ, change, sample};
+use crate::helpers::{Harness, TZ, change, sample, wire};
 
 #[tokio::test]
 async fn poison_messages_between_good_ones_are_dead_lettered_with_their_reason() {
@@ -12,11 +12,11 @@ async fn poison_messages_between_good_ones_are_dead_lettered_with_their_reason()
         .skip_catalog_check("poison messages are this test's input");
     let now = Utc::now();
     let good = |lead| change(lead, 1, "ACTIVE", "u1").at(now).event();
-    let mut wrong_version = serde_json::to_value(good(90)).unwrap();
+    let mut wrong_version = wire(good(90));
     wrong_version["specversion"] = "0.3".into();
-    let mut unknown_type = serde_json::to_value(good(91)).unwrap();
+    let mut unknown_type = wire(good(91));
     unknown_type["type"] = "lead.exploded.v1".into();
-    let mut missing_field = serde_json::to_value(good(92)).unwrap();
+    let mut missing_field = wire(good(92));
     missing_field["data"]
         .as_object_mut()
         .unwrap()
@@ -92,7 +92,7 @@ async fn poison_messages_between_good_ones_are_dead_lettered_with_their_reason()
     projector.stop().await;
 
     // After a fix of the stored message, replay applies it and removes it; the rest stay.
-    let fixed = serde_json::to_value(good(91)).unwrap().to_string();
+    let fixed = wire(good(91)).to_string();
     sqlx::query("UPDATE projection_dead_letters SET body = $1 WHERE id = $2")
         .bind(fixed.as_bytes())
         .bind(letters[2].id)
@@ -134,7 +134,7 @@ async fn oversized_and_mistyped_events_are_dead_lettered_without_blocking_the_st
     let now = Utc::now();
     let good = |lead| change(lead, 1, "ACTIVE", "u1").at(now).event();
     let edit = |lead, f: &dyn Fn(&mut serde_json::Value)| {
-        let mut event = serde_json::to_value(good(lead)).unwrap();
+        let mut event = wire(good(lead));
         f(&mut event);
         event.to_string().into_bytes()
     };

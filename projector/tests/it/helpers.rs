@@ -9,15 +9,13 @@ use async_nats::jetstream::{self, consumer::PullConsumer};
 use chrono::{DateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use followup_contract::{
-    CONTENT_TYPE, CloudEvent, EventType, FollowupKind, FollowupProcessed, FollowupSent,
-    LeadChanged, PROJECTOR_CONSUMER, STREAM_NAME, change_key, run_key, sent_key,
+    CONTENT_TYPE, EventParts, EventType, FollowupKind, FollowupProcessed, FollowupSent,
+    LeadChanged, PROJECTOR_CONSUMER, STREAM_NAME, change_key, outbox_key, run_key, sent_key,
 };
 use followup_projector::{Config, Figures, Scope, load_figures, run_projector_until_stopped};
 use followup_testkit::{NatsServer, TestDb, eventually};
-use serde::Serialize;
 use sqlx::Row;
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
 pub const TZ: Tz = chrono_tz::Europe::Berlin;
 
@@ -65,14 +63,15 @@ impl Harness {
         }
     }
 
-    pub async fn publish<T: Serialize>(&self, event: &CloudEvent<T>) {
-        self.publish_with_msg_id(event, &event.idempotencykey).await;
+    pub async fn publish(&self, event: &EventParts) {
+        self.publish_with_msg_id(event, &event.idempotency_key)
+            .await;
     }
 
-    pub async fn publish_with_msg_id<T: Serialize>(&self, event: &CloudEvent<T>, msg_id: &str) {
-        let ty = EventType::parse(&event.event_type).expect("contract type");
-        let body = serde_json::to_vec(event).unwrap();
-        self.publish_raw(ty.subject(), body, msg_id).await;
+    pub async fn publish_with_msg_id(&self, event: &EventParts, msg_id: &str) {
+        let body = event.clone().encode();
+        self.publish_raw(event.event_type.subject(), body, msg_id)
+            .await;
     }
 
     pub async fn publish_raw(&self, subject: &str, body: Vec<u8>, msg_id: &str) {
@@ -136,15 +135,17 @@ impl Harness {
         .unwrap();
         for row in &rows {
             let ty = EventType::parse(row.get("event_type")).unwrap();
-            let occurred: DateTime<Utc> = row.get("occurred_at");
-            let event = CloudEvent::new(
-                row.get("event_id"),
-                ty,
-                occurred.fixed_offset(),
-                row.get("subject"),
-                row.get("idempotency_key"),
-                row.get::<serde_json::Value, _>("data"),
-            );
+            let subject: Option<String> = row.get("subject");
+            let stored_key: Option<String> = row.get("idempotency_key");
+            let key = outbox_key(ty, subject.as_deref(), stored_key.as_deref(), row.get("id"));
+            let event = EventParts {
+                id: row.get("event_id"),
+                event_type: ty,
+                subject,
+                idempotency_key: key.expect("every outbox row has or derives a key"),
+                time: row.get("occurred_at"),
+                data: row.get("data"),
+            };
             self.publish(&event).await;
             sqlx::query("DELETE FROM followup_outbox WHERE id = $1")
                 .bind(row.get::<i64, _>("id"))
@@ -246,26 +247,22 @@ impl Change {
         self.at = at;
         self
     }
-    pub fn event(&self) -> CloudEvent<LeadChanged> {
-        CloudEvent::new(
-            Uuid::new_v4(),
-            EventType::Changed,
-            self.at.fixed_offset(),
+    pub fn event(&self) -> EventParts {
+        EventParts::new(
             Some(self.data.lead_id.to_string()),
             change_key(self.data.lead_id, self.data.sequence),
-            self.data.clone(),
+            self.at,
+            &self.data,
         )
     }
 }
 
-pub fn sent(lead_id: i64, kind: FollowupKind, sent_at: DateTime<Utc>) -> CloudEvent<FollowupSent> {
-    CloudEvent::new(
-        Uuid::new_v4(),
-        EventType::Sent,
-        sent_at.fixed_offset(),
+pub fn sent(lead_id: i64, kind: FollowupKind, sent_at: DateTime<Utc>) -> EventParts {
+    EventParts::new(
         Some(lead_id.to_string()),
         sent_key(lead_id, kind),
-        FollowupSent {
+        sent_at,
+        &FollowupSent {
             lead_id,
             owner_user_id: None,
             kind,
@@ -275,14 +272,12 @@ pub fn sent(lead_id: i64, kind: FollowupKind, sent_at: DateTime<Utc>) -> CloudEv
     )
 }
 
-pub fn processed(run_id: &str, at: DateTime<Utc>) -> CloudEvent<FollowupProcessed> {
-    CloudEvent::new(
-        Uuid::new_v4(),
-        EventType::Processed,
-        at.fixed_offset(),
+pub fn processed(run_id: &str, at: DateTime<Utc>) -> EventParts {
+    EventParts::new(
         None,
         run_key(run_id),
-        FollowupProcessed {
+        at,
+        &FollowupProcessed {
             run_id: run_id.to_owned(),
             t3_count: 2,
             t7_count: 1,
@@ -292,4 +287,9 @@ pub fn processed(run_id: &str, at: DateTime<Utc>) -> CloudEvent<FollowupProcesse
             duration_ms: 12,
         },
     )
+}
+
+/// An event's body as JSON, for tests that publish a broken copy of it.
+pub fn wire(event: EventParts) -> serde_json::Value {
+    serde_json::from_slice(&event.encode()).unwrap()
 }

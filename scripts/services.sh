@@ -148,3 +148,31 @@ ensure_pyyaml() {
   python3 -m pip install --quiet pyyaml >/dev/null 2>&1 || apt_install python3-yaml
   python3 -c 'import yaml' 2>/dev/null || die "PyYAML is missing: run python3 -m pip install pyyaml"
 }
+
+# scripts/check-cloudevents.sh reads the stream with the CloudEvents SDKs for Python and
+# JavaScript. Versions pinned: the check compares what these exact SDKs read (a new SDK release
+# that parses differently should be a deliberate bump, not a red CI on an unrelated change).
+ensure_cloudevents_readers() {
+  command -v python3 >/dev/null || apt_install python3 python3-pip
+  local pkgs=(nats-py==2.16.0 cloudevents==2.2.0)
+  local have="import importlib.metadata as m, sys
+sys.exit(any(m.version(n) != v for n, v in (p.split('==') for p in sys.argv[1:])))"
+  if ! python3 -c "$have" "${pkgs[@]}" 2>/dev/null; then
+    log "installing nats-py and cloudevents (Python) for the CloudEvents check"
+    python3 -m pip install --quiet "${pkgs[@]}" >/dev/null 2>&1 \
+      || python3 -m pip install --quiet --user "${pkgs[@]}" >/dev/null 2>&1 \
+      || python3 -m pip install --quiet --break-system-packages "${pkgs[@]}" >/dev/null 2>&1 || true
+    python3 -c "$have" "${pkgs[@]}" 2>/dev/null \
+      || die "run python3 -m pip install ${pkgs[*]} and run this command again."
+  fi
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    apt_install nodejs npm
+  fi
+  # package-lock.json pins nats and cloudevents (and what they pull in); npm ci installs exactly
+  # it, again whenever the lock is newer than the installed tree.
+  if [ ! scripts/cloudevents/node_modules/.package-lock.json -nt scripts/cloudevents/package-lock.json ]; then
+    log "installing nats and cloudevents (npm) for the CloudEvents check"
+    (cd scripts/cloudevents && npm ci --quiet --no-audit --no-fund >/dev/null) \
+      || die "npm ci failed in scripts/cloudevents"
+  fi
+}

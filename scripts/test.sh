@@ -14,6 +14,7 @@ ensure_promtool
 ensure_aiosmtpd
 ensure_pyyaml
 ensure_schemathesis
+ensure_cloudevents_readers
 
 # Leftover databases of earlier, interrupted runs.
 psql "$TEST_DATABASE_URL" -Atc "select datname from pg_database where datname like 'followup_test_%'" \
@@ -33,6 +34,8 @@ cargo build --quiet --bins
 python3 scripts/check-compose.py
 log "Grafana dashboard queries against a real Prometheus; promtool check metrics on every service"
 timeout 300 ./scripts/check-metrics.sh
+log "CloudEvents: the stream as read by Rust, the Python SDK and the JavaScript SDK"
+timeout 180 ./scripts/check-cloudevents.sh
 log "schemathesis against the gateway (hostile input, bounded)"
 timeout 300 ./scripts/check-api.sh
 log "fault suite (short)"

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# CloudEvents interoperability check: the producer publishes every event type of the contract to a
+# real JetStream stream, then three independent readers read that stream and must agree event by
+# event (scripts/cloudevents/compare.py):
+#   - Rust: `followup-projector show-events` (our own parser, the reference),
+#   - Python: the CloudEvents Python SDK (scripts/cloudevents/read_python.py),
+#   - JavaScript: the CloudEvents JavaScript SDK (scripts/cloudevents/read_node.mjs).
+# Other CRM modules consume FOLLOWUP with these SDKs; an event they reject or read differently
+# (an attribute, a time, a number in `data`) breaks them even when our own tests pass.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+: "${TEST_DATABASE_URL:?set by scripts/services.sh}"
+source scripts/services.sh # free_port, stop_pids, nats_listening, ensure_*
+ensure_cloudevents_readers
+ensure_aiosmtpd
+# Unique database and free ports: several checkouts may run this at once on one machine.
+db=followup_test_cloudevents_$$
+psql "$TEST_DATABASE_URL" -q -c "set client_min_messages = warning" -c "drop database if exists $db with (force)" -c "create database $db"
+export DATABASE_URL="${TEST_DATABASE_URL%/*}/$db"
+tmp=$(mktemp -d)
+nats_port=$(free_port)
+smtp_port=$(free_port)
+nats-server -a 127.0.0.1 -p "$nats_port" -js -sd "$tmp/nats" >"$tmp/nats.log" 2>&1 &
+nats_pid=$!
+pids=()
+export NATS_URL="nats://127.0.0.1:$nats_port" RUST_LOG=warn
+
+stop_all() {
+  stop_pids "${pids[@]}"
+  kill "$nats_pid" 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$tmp"
+  psql "$TEST_DATABASE_URL" -qc "drop database if exists $db with (force)" 2>/dev/null || true
+}
+trap stop_all EXIT
+for _ in $(seq 1 50); do nats_listening "$nats_port" && break; sleep 0.2; done
+nats_listening "$nats_port" || { cat "$tmp/nats.log" >&2; echo "nats-server did not start" >&2; exit 1; }
+
+# A real SMTP server: the log mailer accepts any address, only the SMTP mailer finds an invalid
+# one (lettre's parse → permanent failure), and a `failed` event needs a failure. The test server
+# answers 550 to a local part containing "reject": a second, server-side permanent failure.
+python3 producer/tests/smtp_server.py --port "$smtp_port" --log "$tmp/smtp.jsonl" >"$tmp/smtp.out" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 50); do grep -q READY "$tmp/smtp.out" 2>/dev/null && break; sleep 0.2; done
+grep -q READY "$tmp/smtp.out" || { cat "$tmp/smtp.out" >&2; echo "SMTP test server did not start" >&2; exit 1; }
+
+target/debug/followup-producer migrate
+
+# CRM writes, as the CRM makes them (created_by set, naive UTC timestamps, emailConsent): every
+# insert, update, collaborator and consent row below is a lead.changed.v1 through the triggers.
+#   1, 2: registered 4 days ago, T+3 due → sent        3: invalid address → T+3 failed (lettre)
+#   4: 8 days ago, T+3 sent 4 days ago → T+7 sent       5: T+7 due, server answers 550 → failed
+#   6: changed only (collaborators, owner, consent opt-out, converted, deleted)
+psql "$DATABASE_URL" -q -v ON_ERROR_STOP=1 <<'SQL'
+INSERT INTO leads (company_name, contact_person, email, business_type, territory_id, status,
+                   owner_user_id, registered_at, t3_followup_sent, last_followup_at, metadata,
+                   created_by)
+VALUES
+  ('Bäckerei Süß', 'Jürgen Müller', 'juergen@example.com', 'RESTAURANT', 'DE', 'ACTIVE', 'alice',
+   (now() AT TIME ZONE 'UTC') - interval '4 days 1 hour', false, NULL, '{"emailConsent": true}', 'crm'),
+  ('Hotel Zwei', 'Anna', 'anna@example.com', 'HOTEL', 'DE', 'ACTIVE', 'bob',
+   (now() AT TIME ZONE 'UTC') - interval '4 days 2 hours', false, NULL, '{"emailConsent": true}', 'crm'),
+  ('Kantine Drei', 'Ohne Adresse', 'not an address', 'KANTINE', 'DE', 'ACTIVE', 'alice',
+   (now() AT TIME ZONE 'UTC') - interval '4 days 3 hours', false, NULL, '{"emailConsent": true}', 'crm'),
+  ('Catering Vier', 'Vera', 'vera@example.com', 'CATERING', 'DE', 'ACTIVE', 'bob',
+   (now() AT TIME ZONE 'UTC') - interval '8 days', true,
+   (now() AT TIME ZONE 'UTC') - interval '4 days', '{"emailConsent": true}', 'crm'),
+  ('Hotel Fünf', 'Fritz', 'reject-fritz@example.com', 'HOTEL', 'DE', 'ACTIVE', 'alice',
+   (now() AT TIME ZONE 'UTC') - interval '8 days', true,
+   (now() AT TIME ZONE 'UTC') - interval '4 days', '{"emailConsent": true}', 'crm'),
+  ('Sonstiges Sechs', 'Sina', 'sina@example.com', 'SONSTIGES', 'DE', 'REGISTERED', 'bob',
+   (now() AT TIME ZONE 'UTC') - interval '1 day', false, NULL, '{"emailConsent": true}', 'crm');
+INSERT INTO lead_collaborators (lead_id, user_id)
+  SELECT id, u FROM leads, unnest(ARRAY['carol', 'dave']) AS u WHERE company_name = 'Sonstiges Sechs';
+UPDATE leads SET owner_user_id = 'carol' WHERE company_name = 'Sonstiges Sechs';
+INSERT INTO lead_consent (lead_id, channel, status)
+  SELECT id, 'EMAIL', 'OPT_OUT' FROM leads WHERE company_name = 'Sonstiges Sechs';
+UPDATE leads SET status = 'CONVERTED' WHERE company_name = 'Sonstiges Sechs';
+DELETE FROM leads WHERE company_name = 'Sonstiges Sechs';
+SQL
+
+# One run: claims, sends or fails, records, and returns once the outbox is in the stream.
+HTTP_ADDR=127.0.0.1:$(free_port) MAILER=smtp SMTP_URL="smtp://127.0.0.1:$smtp_port" \
+  SMTP_FROM=noreply@freshplan.example UNSUBSCRIBE_BASE_URL=http://127.0.0.1:8080 \
+  UNSUBSCRIBE_SECRET=cloudevents-check-secret-0123 FOLLOWUP_TZ=Europe/Berlin \
+  timeout 120 target/debug/followup-producer run-once
+
+# ---- Rust reader (the reference): the stream as our contract crate parses it ------------------
+timeout 60 target/debug/followup-projector show-events >"$tmp/rust.jsonl"
+# ---- the SDK readers -------------------------------------------------------------------------
+timeout 60 python3 scripts/cloudevents/read_python.py >"$tmp/python.jsonl"
+timeout 60 node scripts/cloudevents/read_node.mjs >"$tmp/node.jsonl"
+
+# Run in $tmp so the report names the readers (rust.jsonl, ...); in a subshell, so the cleanup
+# does not run from a deleted directory (psql refuses to start there).
+(cd "$tmp" && python3 "$OLDPWD/scripts/cloudevents/compare.py" rust.jsonl python.jsonl node.jsonl)

@@ -8,6 +8,8 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tokio_util::sync::CancellationToken;
 
+use crate::retry::{Backoff, retry_until};
+
 /// The project's migrations (`migrations/` at the repository root), embedded at compile time.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
 
@@ -40,9 +42,8 @@ pub async fn connect_database(
         .parse()
         .context("DATABASE_URL is not a valid Postgres URL")?;
     let options = options.options(SESSION_SETTINGS);
-    let mut delay = Duration::from_millis(200);
-    loop {
-        let attempt = PgPoolOptions::new()
+    let attempt = || {
+        PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(10))
             // sqlx pings every connection before handing it out: one more round trip per
@@ -58,21 +59,16 @@ pub async fn connect_database(
                 })
             })
             .connect_with(options.clone())
-            .await;
-        match attempt {
-            Ok(pool) => return Ok(pool),
-            Err(err) => {
-                tracing::warn!(error = %err, retry_in_ms = delay.as_millis() as u64, "database not reachable");
-                tokio::select! {
-                    _ = shutdown.cancelled() => {
-                        return Err(err).context("database not reachable before shutdown");
-                    }
-                    _ = tokio::time::sleep(delay) => {}
-                }
-                delay = (delay * 2).min(Duration::from_secs(10));
-            }
-        }
-    }
+    };
+    retry_until(
+        shutdown,
+        "database not reachable",
+        None,
+        Backoff::STARTUP,
+        attempt,
+    )
+    .await
+    .context("database not reachable before shutdown")
 }
 
 /// Applies pending migrations. Safe to run from several processes at once (one at a time passes

@@ -1,13 +1,14 @@
 //! Runtime plumbing shared by the three binaries: connecting to Postgres and applying the
 //! migrations, connecting to NATS and provisioning the `FOLLOWUP` stream from the `nats/`
 //! definitions, the small operational HTTP server (`/metrics`, `/healthz`, `/readyz`), shutdown on
-//! SIGINT/SIGTERM, logging set-up, and withdrawing e-mail consent (the unsubscribe link). Domain
-//! logic lives in the service crates.
+//! SIGINT/SIGTERM, waiting for a dependency with backoff, logging set-up, and withdrawing e-mail
+//! consent (the unsubscribe link). Domain logic lives in the service crates.
 
 pub mod consent;
 pub mod db;
 pub mod nats;
 pub mod ops;
+pub mod retry;
 pub mod shutdown;
 pub mod telemetry;
 
@@ -20,4 +21,5 @@ pub use nats::{
     server_addrs,
 };
 pub use ops::{Readiness, serve_ops};
+pub use retry::{Backoff, retry_until};
 pub use shutdown::shutdown_on_signals;

@@ -7,6 +7,8 @@ use async_nats::jetstream::{self, consumer, stream};
 use followup_contract::{CONSUMER_DEFINITIONS, STREAM_DEFINITION, STREAM_NAME};
 use tokio_util::sync::CancellationToken;
 
+use crate::retry::{Backoff, retry_until};
+
 /// The servers of `NATS_URL`: one URL or a comma-separated list (the nodes of a cluster).
 pub fn server_addrs(url: &str) -> anyhow::Result<Vec<async_nats::ServerAddr>> {
     url.split(',')
@@ -29,27 +31,21 @@ pub async fn connect_nats(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<async_nats::Client> {
     let servers = server_addrs(url)?;
-    let mut delay = Duration::from_millis(200);
-    loop {
-        let attempt = async_nats::ConnectOptions::new()
+    let attempt = || {
+        async_nats::ConnectOptions::new()
             .name(name)
             .max_reconnects(None)
             .connect(servers.clone())
-            .await;
-        match attempt {
-            Ok(client) => return Ok(client),
-            Err(err) => {
-                tracing::warn!(error = %err, url, retry_in_ms = delay.as_millis() as u64, "NATS not reachable");
-                tokio::select! {
-                    _ = shutdown.cancelled() => {
-                        return Err(err).context("NATS not reachable before shutdown");
-                    }
-                    _ = tokio::time::sleep(delay) => {}
-                }
-                delay = (delay * 2).min(Duration::from_secs(10));
-            }
-        }
-    }
+    };
+    retry_until(
+        shutdown,
+        "NATS not reachable",
+        Some(url),
+        Backoff::STARTUP,
+        attempt,
+    )
+    .await
+    .context("NATS not reachable before shutdown")
 }
 
 /// The stream configuration from `nats/stream-FOLLOWUP.json`.
@@ -153,25 +149,14 @@ pub async fn provision_stream(
     settings: &StreamSettings,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<stream::Stream> {
-    let mut delay = Duration::from_millis(200);
-    loop {
-        match ensure_stream_replicas(js, settings).await {
-            Ok(stream) => return Ok(stream),
-            Err(err) if !shutdown.is_cancelled() => {
-                tracing::warn!(
-                    error = format!("{err:#}"),
-                    retry_in_ms = delay.as_millis() as u64,
-                    "cannot provision stream yet"
-                );
-                tokio::select! {
-                    _ = shutdown.cancelled() => {}
-                    _ = tokio::time::sleep(delay) => {}
-                }
-                delay = (delay * 2).min(Duration::from_secs(10));
-            }
-            Err(err) => return Err(err),
-        }
-    }
+    retry_until(
+        shutdown,
+        "cannot provision stream yet",
+        None,
+        Backoff::STARTUP,
+        || ensure_stream_replicas(js, settings),
+    )
+    .await
 }
 
 #[cfg(test)]

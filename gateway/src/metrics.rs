@@ -7,9 +7,8 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
-use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-};
+use followup_infra::metrics::{counter, counter_vec, histogram, histogram_vec, int_gauge};
+use prometheus::{Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, Registry};
 
 /// All gateway metrics, registered in their own registry (one per server, so tests can run
 /// several servers in one process).
@@ -40,61 +39,56 @@ impl GatewayMetrics {
     /// Creates and registers every metric.
     pub fn new() -> Self {
         let registry = Registry::new();
-        let http_requests = IntCounterVec::new(
-            Opts::new("http_requests_total", "HTTP requests by matched route"),
+        let r = &registry;
+        let http_requests = counter_vec(
+            r,
+            "http_requests_total",
+            "HTTP requests by matched route",
             &["method", "route", "status"],
-        )
-        .expect("metric");
-        let http_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "http_request_duration_seconds",
-                "HTTP request duration until the response head, by matched route",
-            )
-            .buckets(vec![
+        );
+        let http_duration = histogram_vec(
+            r,
+            "http_request_duration_seconds",
+            "HTTP request duration until the response head, by matched route",
+            vec![
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-            ]),
+            ],
             &["method", "route"],
-        )
-        .expect("metric");
-        let sse_clients =
-            IntGauge::new("followup_sse_clients", "Open SSE stream connections").expect("metric");
-        let sse_frames = IntCounter::new(
+        );
+        let sse_clients = int_gauge(r, "followup_sse_clients", "Open SSE stream connections");
+        let sse_frames = counter(
+            r,
             "followup_sse_frames_total",
             "Figure frames written to SSE clients",
-        )
-        .expect("metric");
-        let sse_dropped = IntCounter::new(
+        );
+        let sse_dropped = counter(
+            r,
             "followup_sse_clients_dropped_total",
             "SSE clients disconnected because they fell too far behind",
-        )
-        .expect("metric");
-        let push_latency = Histogram::with_opts(
-            HistogramOpts::new(
-                "followup_sse_push_latency_seconds",
-                "Projection commit to SSE frame written",
-            )
-            .buckets(vec![
+        );
+        let push_latency = histogram(
+            r,
+            "followup_sse_push_latency_seconds",
+            "Projection commit to SSE frame written",
+            vec![
                 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-            ]),
-        )
-        .expect("metric");
-        let notices = IntCounter::new(
+            ],
+        );
+        let notices = counter(
+            r,
             "followup_change_notices_total",
             "Change notices received from the projector",
-        )
-        .expect("metric");
-        let refreshes = IntCounterVec::new(
-            Opts::new(
-                "followup_figure_refreshes_total",
-                "Reloads of a scope's figures for its stream clients",
-            ),
+        );
+        let refreshes = counter_vec(
+            r,
+            "followup_figure_refreshes_total",
+            "Reloads of a scope's figures for its stream clients",
             &["outcome"],
-        )
-        .expect("metric");
+        );
         for outcome in ["pushed", "unchanged", "error"] {
             refreshes.with_label_values(&[outcome]);
         }
-        let metrics = GatewayMetrics {
+        GatewayMetrics {
             registry,
             http_requests,
             http_duration,
@@ -104,25 +98,7 @@ impl GatewayMetrics {
             push_latency,
             notices,
             refreshes,
-        };
-        let r = &metrics.registry;
-        r.register(Box::new(metrics.http_requests.clone()))
-            .expect("register");
-        r.register(Box::new(metrics.http_duration.clone()))
-            .expect("register");
-        r.register(Box::new(metrics.sse_clients.clone()))
-            .expect("register");
-        r.register(Box::new(metrics.sse_frames.clone()))
-            .expect("register");
-        r.register(Box::new(metrics.sse_dropped.clone()))
-            .expect("register");
-        r.register(Box::new(metrics.push_latency.clone()))
-            .expect("register");
-        r.register(Box::new(metrics.notices.clone()))
-            .expect("register");
-        r.register(Box::new(metrics.refreshes.clone()))
-            .expect("register");
-        metrics
+        }
     }
 }
 

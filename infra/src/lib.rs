@@ -1,11 +1,13 @@
 //! Runtime plumbing shared by the three binaries: connecting to Postgres and applying the
 //! migrations, connecting to NATS and provisioning the `FOLLOWUP` stream from the `nats/`
-//! definitions, the small operational HTTP server (`/metrics`, `/healthz`, `/readyz`), shutdown on
-//! SIGINT/SIGTERM, waiting for a dependency with backoff, logging set-up, and withdrawing e-mail
-//! consent (the unsubscribe link). Domain logic lives in the service crates.
+//! definitions, the small operational HTTP server (`/metrics`, `/healthz`, `/readyz`) and the
+//! registration of the metrics it serves, shutdown on SIGINT/SIGTERM, waiting for a dependency
+//! with backoff, logging set-up, and withdrawing e-mail consent (the unsubscribe link). Domain
+//! logic lives in the service crates.
 
 pub mod consent;
 pub mod db;
+pub mod metrics;
 pub mod nats;
 pub mod ops;
 pub mod retry;

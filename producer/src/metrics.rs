@@ -1,6 +1,7 @@
 //! The producer's Prometheus metrics (names from DESIGN.md; base units, no user ids in labels).
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use followup_infra::metrics::{counter, counter_vec, exponential_buckets, histogram, int_gauge};
+use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge, Registry};
 
 /// All producer metrics, registered in their own registry.
 #[derive(Clone)]
@@ -38,85 +39,80 @@ impl ProducerMetrics {
     /// Creates and registers every metric.
     pub fn new() -> Self {
         let registry = Registry::new();
-        let processed = IntCounterVec::new(
-            Opts::new("followup_processed_total", "Follow-ups delivered"),
+        let r = &registry;
+        let processed = counter_vec(
+            r,
+            "followup_processed_total",
+            "Follow-ups delivered",
             &["type", "kind"],
-        )
-        .expect("metric");
-        let skipped = IntCounterVec::new(
-            Opts::new(
-                "followup_skipped_total",
-                "Due leads skipped (no e-mail or no consent)",
-            ),
+        );
+        let skipped = counter_vec(
+            r,
+            "followup_skipped_total",
+            "Due leads skipped (no e-mail or no consent)",
             &["kind"],
-        )
-        .expect("metric");
-        let errors = IntCounter::new(
+        );
+        let errors = counter(
+            r,
             "followup_errors_total",
             "Follow-ups that finally failed, and failed runs",
-        )
-        .expect("metric");
-        let delivery_retries = IntCounterVec::new(
-            Opts::new(
-                "followup_delivery_retries_total",
-                "Delivery attempts that failed and will be retried, by cause",
-            ),
+        );
+        let delivery_retries = counter_vec(
+            r,
+            "followup_delivery_retries_total",
+            "Delivery attempts that failed and will be retried, by cause",
             &["cause"],
-        )
-        .expect("metric");
-        let mailer_unavailable = IntGauge::new(
+        );
+        let mailer_unavailable = int_gauge(
+            r,
             "followup_mailer_unavailable",
             "1 while deliveries wait for an unavailable mail server",
-        )
-        .expect("metric");
-        let run_duration = Histogram::with_opts(
-            HistogramOpts::new(
-                "followup_processing_duration_seconds",
-                "Duration of a follow-up run",
-            )
-            .buckets(vec![
+        );
+        let run_duration = histogram(
+            r,
+            "followup_processing_duration_seconds",
+            "Duration of a follow-up run",
+            vec![
                 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0,
-            ]),
-        )
-        .expect("metric");
-        let runs = IntCounterVec::new(
-            Opts::new("followup_runs_total", "Follow-up runs by outcome"),
+            ],
+        );
+        let runs = counter_vec(
+            r,
+            "followup_runs_total",
+            "Follow-up runs by outcome",
             &["outcome"],
-        )
-        .expect("metric");
-        let last_run = IntGauge::new(
+        );
+        let last_run = int_gauge(
+            r,
             "followup_last_run_timestamp_seconds",
             "Unix time at which the last completed run finished",
-        )
-        .expect("metric");
-        let outbox_backlog = IntGauge::new(
+        );
+        let outbox_backlog = int_gauge(
+            r,
             "followup_outbox_backlog",
             "Outbox rows not yet acknowledged by JetStream",
-        )
-        .expect("metric");
-        let relay_published = IntCounter::new(
+        );
+        let relay_published = counter(
+            r,
             "followup_relay_published_total",
             "Outbox rows acknowledged by JetStream",
-        )
-        .expect("metric");
-        let relay_duplicates = IntCounter::new(
+        );
+        let relay_duplicates = counter(
+            r,
             "followup_relay_duplicates_total",
             "Publishes JetStream acknowledged as duplicates (a republish after a crash)",
-        )
-        .expect("metric");
-        let relay_errors = IntCounter::new(
+        );
+        let relay_errors = counter(
+            r,
             "followup_relay_errors_total",
             "Relay batches that failed and will be retried",
-        )
-        .expect("metric");
-        let relay_batch_duration = Histogram::with_opts(
-            HistogramOpts::new(
-                "followup_relay_batch_duration_seconds",
-                "Relay batch: publish, await PubAcks, mark",
-            )
-            .buckets(prometheus::exponential_buckets(0.001, 2.0, 14).expect("buckets")),
-        )
-        .expect("metric");
+        );
+        let relay_batch_duration = histogram(
+            r,
+            "followup_relay_batch_duration_seconds",
+            "Relay batch: publish, await PubAcks, mark",
+            exponential_buckets(0.001, 2.0, 14),
+        );
         for kind in ["t3", "t7"] {
             processed.with_label_values(&["email", kind]);
             skipped.with_label_values(&[kind]);
@@ -127,7 +123,7 @@ impl ProducerMetrics {
         for outcome in ["completed", "skipped_slot", "failed"] {
             runs.with_label_values(&[outcome]);
         }
-        let metrics = ProducerMetrics {
+        ProducerMetrics {
             registry,
             processed,
             skipped,
@@ -142,35 +138,7 @@ impl ProducerMetrics {
             relay_duplicates,
             relay_errors,
             relay_batch_duration,
-        };
-        let r = &metrics.registry;
-        r.register(Box::new(metrics.processed.clone()))
-            .expect("register");
-        r.register(Box::new(metrics.skipped.clone()))
-            .expect("register");
-        r.register(Box::new(metrics.errors.clone()))
-            .expect("register");
-        r.register(Box::new(metrics.delivery_retries.clone()))
-            .expect("register");
-        r.register(Box::new(metrics.mailer_unavailable.clone()))
-            .expect("register");
-        r.register(Box::new(metrics.run_duration.clone()))
-            .expect("register");
-        r.register(Box::new(metrics.runs.clone()))
-            .expect("register");
-        r.register(Box::new(metrics.last_run.clone()))
-            .expect("register");
-        r.register(Box::new(metrics.outbox_backlog.clone()))
-            .expect("register");
-        r.register(Box::new(metrics.relay_published.clone()))
-            .expect("register");
-        r.register(Box::new(metrics.relay_duplicates.clone()))
-            .expect("register");
-        r.register(Box::new(metrics.relay_errors.clone()))
-            .expect("register");
-        r.register(Box::new(metrics.relay_batch_duration.clone()))
-            .expect("register");
-        metrics
+        }
     }
 }
 

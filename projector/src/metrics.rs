@@ -1,9 +1,7 @@
 //! The projector's Prometheus metrics, in their own registry. Base units, no user ids in labels.
 
-use prometheus::{
-    Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry,
-};
+use followup_infra::metrics::{counter, counter_vec, gauge, histogram, int_gauge, int_gauge_vec};
+use prometheus::{Gauge, Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry};
 
 use crate::apply::BatchReport;
 use crate::figures::Figures;
@@ -24,60 +22,55 @@ pub struct ProjectorMetrics {
 
 impl ProjectorMetrics {
     /// Creates and registers the metrics.
-    pub fn new() -> prometheus::Result<ProjectorMetrics> {
+    pub fn new() -> ProjectorMetrics {
         let registry = Registry::new();
-        let pending = IntGaugeVec::new(
-            Opts::new(
-                "followup_pending",
-                "Leads waiting for a follow-up, organisation-wide",
-            ),
+        let r = &registry;
+        let pending = int_gauge_vec(
+            r,
+            "followup_pending",
+            "Leads waiting for a follow-up, organisation-wide",
             &["kind"],
-        )?;
-        let sent_today = IntGauge::new(
+        );
+        let sent_today = int_gauge(
+            r,
             "followup_sent_today",
             "Follow-ups delivered since local midnight (FOLLOWUP_TZ), organisation-wide",
-        )?;
-        let conversion_ratio = Gauge::new(
+        );
+        let conversion_ratio = gauge(
+            r,
             "followup_conversion_ratio",
             "Share (0-1) of followed-up leads that are now CONVERTED",
-        )?;
-        let events = IntCounterVec::new(
-            Opts::new(
-                "followup_projector_events_total",
-                "Messages handled, by type and outcome",
-            ),
+        );
+        let events = counter_vec(
+            r,
+            "followup_projector_events_total",
+            "Messages handled, by type and outcome",
             &["type", "outcome"],
-        )?;
-        let consumer_pending = IntGauge::new(
+        );
+        let consumer_pending = int_gauge(
+            r,
             "followup_projector_consumer_pending",
             "Messages in the stream not yet delivered to the projector's consumer",
-        )?;
-        let apply_duration = Histogram::with_opts(
-            HistogramOpts::new(
-                "followup_projector_apply_duration_seconds",
-                "Time to apply and commit one batch",
-            )
-            .buckets(vec![
+        );
+        let apply_duration = histogram(
+            r,
+            "followup_projector_apply_duration_seconds",
+            "Time to apply and commit one batch",
+            vec![
                 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-            ]),
-        )?;
-        let dead_letters = IntCounter::new(
+            ],
+        );
+        let dead_letters = counter(
+            r,
             "followup_projector_dead_letters_total",
             "Messages stored as dead letters",
-        )?;
-        let last_event_timestamp = Gauge::new(
+        );
+        let last_event_timestamp = gauge(
+            r,
             "followup_projector_last_event_timestamp_seconds",
             "Event time of the latest applied event, Unix seconds",
-        )?;
-        registry.register(Box::new(pending.clone()))?;
-        registry.register(Box::new(sent_today.clone()))?;
-        registry.register(Box::new(conversion_ratio.clone()))?;
-        registry.register(Box::new(events.clone()))?;
-        registry.register(Box::new(consumer_pending.clone()))?;
-        registry.register(Box::new(apply_duration.clone()))?;
-        registry.register(Box::new(dead_letters.clone()))?;
-        registry.register(Box::new(last_event_timestamp.clone()))?;
-        Ok(ProjectorMetrics {
+        );
+        ProjectorMetrics {
             registry,
             pending,
             sent_today,
@@ -87,7 +80,7 @@ impl ProjectorMetrics {
             apply_duration,
             dead_letters,
             last_event_timestamp,
-        })
+        }
     }
 
     /// Counts a committed batch and how long it took.
@@ -125,5 +118,11 @@ impl ProjectorMetrics {
     pub fn set_consumer_pending(&self, pending: u64) {
         self.consumer_pending
             .set(i64::try_from(pending).unwrap_or(i64::MAX));
+    }
+}
+
+impl Default for ProjectorMetrics {
+    fn default() -> Self {
+        Self::new()
     }
 }

@@ -35,7 +35,7 @@ pub async fn run_projector_until_stopped(
     ops_listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let metrics = ProjectorMetrics::new().context("registering metrics")?;
+    let metrics = ProjectorMetrics::new();
     let readiness = Readiness::default();
     let ready = readiness.check("projector");
     // The ops server stops with the projector, whether it ends on `shutdown` or on an error.

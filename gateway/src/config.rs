@@ -4,8 +4,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use chrono_tz::Tz;
 use clap::{Args, Parser, Subcommand};
+use followup_infra::CommonArgs;
 
 /// `followup-gateway`: the cockpit's follow-up figures as JSON, pushed SSE and a live page.
 #[derive(Debug, Parser)]
@@ -27,18 +27,17 @@ pub enum Command {
 /// Settings of `serve`.
 #[derive(Debug, Clone, Args)]
 pub struct GatewayConfig {
-    /// Postgres URL of the CRM database (the projection lives there).
-    #[arg(long, env = "DATABASE_URL")]
-    pub database_url: String,
-    /// NATS server URL (the projector's change notices arrive over core NATS).
-    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
-    pub nats_url: String,
+    /// `DATABASE_URL` (the projection lives there), `NATS_URL` (the projector's change notices
+    /// arrive over core NATS) and `FOLLOWUP_TZ` (must equal the projector's), read the same way
+    /// by every binary.
+    #[command(flatten)]
+    pub common: CommonArgs,
+    // HTTP_ADDR stays per binary (not in CommonArgs): each binary has its own default port
+    // (producer 9101, projector 9102, gateway 8080) so all three run side by side on one host
+    // without settings.
     /// Listener of the API, the page and the operational endpoints.
     #[arg(long, env = "HTTP_ADDR", default_value = "127.0.0.1:8080")]
     pub http_addr: SocketAddr,
-    /// IANA time zone of "today"; must equal the projector's.
-    #[arg(long, env = "FOLLOWUP_TZ", default_value = "Europe/Berlin")]
-    pub followup_tz: Tz,
     #[command(flatten)]
     pub jwt: JwtConfig,
     /// Mark the session cookie `Secure` (set it when the gateway is reached over HTTPS).
@@ -200,10 +199,8 @@ impl GatewayConfig {
     /// what the tests and the benchmark start from.
     pub fn for_tests(database_url: &str, nats_url: &str, jwt_secret: &str) -> GatewayConfig {
         GatewayConfig {
-            database_url: database_url.to_owned(),
-            nats_url: nats_url.to_owned(),
+            common: CommonArgs::new(database_url, nats_url),
             http_addr: "127.0.0.1:0".parse().expect("literal address"),
-            followup_tz: chrono_tz::Europe::Berlin,
             jwt: JwtConfig {
                 jwt_secret: Some(jwt_secret.to_owned()),
                 jwt_jwks: None,
@@ -296,7 +293,7 @@ mod tests {
             panic!("serve expected")
         };
         assert_eq!(config.http_addr.to_string(), "127.0.0.1:8080");
-        assert_eq!(config.followup_tz, chrono_tz::Europe::Berlin);
+        assert_eq!(config.common.followup_tz, chrono_tz::Europe::Berlin);
         assert_eq!(config.jwt.jwt_user_claim, "preferred_username");
     }
 }

@@ -45,9 +45,14 @@ pub async fn run(
     let db_ready = readiness.check("database");
     let nats_ready = readiness.check("nats");
 
-    let pool = connect_database(&config.database_url, config.db_connections, &shutdown).await?;
+    let pool = connect_database(
+        &config.common.database_url,
+        config.db_connections,
+        &shutdown,
+    )
+    .await?;
     prepare_database(&pool).await?;
-    check_time_zone(&pool, config.followup_tz).await?;
+    check_time_zone(&pool, config.common.followup_tz).await?;
     db_ready.store(true, Ordering::Relaxed);
 
     let hub = Hub::new(
@@ -57,12 +62,12 @@ pub async fn run(
             client_buffer: config.sse_client_buffer as usize,
             heartbeat: config.sse_heartbeat(),
         },
-        loader(pool.clone(), config.followup_tz),
+        loader(pool.clone(), config.common.followup_tz),
         metrics.clone(),
     );
     let worker = tokio::spawn(hub.clone().run(shutdown.clone()));
     let notices = tokio::spawn(listen_for_notices(
-        config.nats_url.clone(),
+        config.common.nats_url.clone(),
         hub.clone(),
         nats_ready,
         shutdown.clone(),
@@ -71,7 +76,7 @@ pub async fn run(
 
     let state = AppState {
         pool: pool.clone(),
-        tz: config.followup_tz,
+        tz: config.common.followup_tz,
         auth,
         hub,
         metrics: metrics.clone(),
@@ -101,7 +106,7 @@ pub async fn run(
     });
     tracing::info!(
         addr = %addr,
-        tz = config.followup_tz.name(),
+        tz = config.common.followup_tz.name(),
         "gateway serving"
     );
     let served = axum::serve(listener, app)

@@ -4,8 +4,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use chrono_tz::Tz;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use followup_infra::CommonArgs;
 
 use crate::schedule::Schedule;
 
@@ -48,21 +48,19 @@ pub enum MailerKind {
 /// Settings shared by both subcommands.
 #[derive(Debug, Clone, Args)]
 pub struct ProducerConfig {
-    /// Postgres URL of the CRM database.
-    #[arg(long, env = "DATABASE_URL")]
-    pub database_url: String,
-    /// NATS server URL.
-    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
-    pub nats_url: String,
+    /// `DATABASE_URL`, `NATS_URL` and `FOLLOWUP_TZ` (the time zone of the cron expression
+    /// too), read the same way by every binary.
+    #[command(flatten)]
+    pub common: CommonArgs,
+    // HTTP_ADDR stays per binary (not in CommonArgs): each binary has its own default port
+    // (producer 9101, projector 9102, gateway 8080) so all three run side by side on one host
+    // without settings.
     /// Listener for /metrics, /healthz and /readyz.
     #[arg(long, env = "HTTP_ADDR", default_value = "127.0.0.1:9101")]
     pub http_addr: SocketAddr,
     /// Six-field cron expression (with seconds) for scheduled runs.
     #[arg(long, env = "FOLLOWUP_CRON", default_value = "0 0 9 * * *")]
     pub followup_cron: String,
-    /// IANA time zone the cron expression and "today" are read in.
-    #[arg(long, env = "FOLLOWUP_TZ", default_value = "Europe/Berlin")]
-    pub followup_tz: Tz,
     /// `log` or `smtp` (`SMTP_URL`, `UNSUBSCRIBE_BASE_URL` and `UNSUBSCRIBE_SECRET` required).
     #[arg(long, env = "MAILER", value_enum, default_value = "log")]
     pub mailer: MailerKind,
@@ -151,7 +149,7 @@ pub enum ConfigError {
 impl ProducerConfig {
     /// Checks everything that can be checked without I/O and returns the parsed schedule.
     pub fn validate(&self) -> Result<Schedule, ConfigError> {
-        let schedule = Schedule::parse(&self.followup_cron, self.followup_tz)?;
+        let schedule = Schedule::parse(&self.followup_cron, self.common.followup_tz)?;
         if self.mailer == MailerKind::Smtp {
             let url = self
                 .smtp_url

@@ -39,9 +39,9 @@ async fn connect_all(
     config: &ProducerConfig,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Connections> {
-    let pool = connect_database(&config.database_url, 10, shutdown).await?;
+    let pool = connect_database(&config.common.database_url, 10, shutdown).await?;
     prepare_database(&pool).await?;
-    let nats = connect_nats(&config.nats_url, "followup-producer", shutdown).await?;
+    let nats = connect_nats(&config.common.nats_url, "followup-producer", shutdown).await?;
     let js = jetstream_context(&nats);
     provision_stream(&js, &config.stream, shutdown).await?;
     Ok(Connections { pool, nats, js })
@@ -119,7 +119,7 @@ pub async fn migrate(
     grant_to: Option<&str>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let pool = connect_database(&config.database_url, 2, &shutdown).await?;
+    let pool = connect_database(&config.common.database_url, 2, &shutdown).await?;
     followup_infra::migrate_database(&pool).await?;
     if let Some(role) = grant_to {
         followup_infra::grant_app_role(&pool, role).await?;
@@ -141,7 +141,7 @@ pub async fn run_once(
     let request = RunRequest {
         trigger: RunTrigger::Manual,
         now: Utc::now(),
-        tz: config.followup_tz,
+        tz: config.common.followup_tz,
         batch_size: config.batch_size,
     };
     let outcome = execute_run(&conns.pool, &delivery, &metrics, &request, &shutdown)
@@ -190,7 +190,7 @@ pub async fn serve(
         readiness.clone(),
         shutdown.clone(),
     ));
-    let pool = connect_database(&config.database_url, 10, &shutdown).await?;
+    let pool = connect_database(&config.common.database_url, 10, &shutdown).await?;
     prepare_database(&pool).await?;
     tokio::spawn(watch_database(pool.clone(), db_ready, shutdown.clone()));
     // The "no run for 25 h" alert must not fire just because this process restarted.
@@ -269,7 +269,7 @@ async fn run_scheduled_until_stopped(
         let request = RunRequest {
             trigger: RunTrigger::Schedule { slot },
             now,
-            tz: config.followup_tz,
+            tz: config.common.followup_tz,
             batch_size: config.batch_size,
         };
         if let Err(err) = execute_run(pool, delivery, metrics, &request, shutdown).await {
@@ -302,7 +302,7 @@ async fn relay_when_connected(
     ready: Arc<AtomicBool>,
     shutdown: CancellationToken,
 ) {
-    let nats = match connect_nats(&config.nats_url, "followup-producer", &shutdown).await {
+    let nats = match connect_nats(&config.common.nats_url, "followup-producer", &shutdown).await {
         Ok(client) => client,
         Err(_) => return, // shutdown before NATS answered
     };

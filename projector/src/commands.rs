@@ -28,8 +28,12 @@ pub async fn run_cli(cli: Cli, shutdown: CancellationToken) -> anyhow::Result<Ex
         }
         Command::Rebuild => {
             let pool = open_database(&config, &shutdown).await?;
-            let client =
-                connect_nats(&config.nats_url, "followup-projector-rebuild", &shutdown).await?;
+            let client = connect_nats(
+                &config.common.nats_url,
+                "followup-projector-rebuild",
+                &shutdown,
+            )
+            .await?;
             let js = jetstream::new(client);
             ensure_stream_replicas(&js, &config.stream).await?;
             let mut progress = |p: &crate::RebuildProgress| {
@@ -38,7 +42,7 @@ pub async fn run_cli(cli: Cli, shutdown: CancellationToken) -> anyhow::Result<Ex
                     p.phase, p.position, p.target, p.messages, p.skipped
                 );
             };
-            let tz = config.followup_tz;
+            let tz = config.common.followup_tz;
             let done = crate::rebuild_projection(
                 &pool,
                 &js,
@@ -57,7 +61,8 @@ pub async fn run_cli(cli: Cli, shutdown: CancellationToken) -> anyhow::Result<Ex
             let pool = open_database(&config, &shutdown).await?;
             let mut conn = pool.acquire().await?;
             let now = config.clock.now();
-            let report = crate::verify_projection(&mut conn, now, config.followup_tz).await?;
+            let report =
+                crate::verify_projection(&mut conn, now, config.common.followup_tz).await?;
             let mut out = std::io::stdout().lock();
             for mismatch in &report.mismatches {
                 writeln!(out, "{mismatch}")?;
@@ -76,8 +81,12 @@ pub async fn run_cli(cli: Cli, shutdown: CancellationToken) -> anyhow::Result<Ex
         }
         Command::ShowEvents { from, limit } => {
             // Reads the stream only: no database, no migrations.
-            let client =
-                connect_nats(&config.nats_url, "followup-projector-show", &shutdown).await?;
+            let client = connect_nats(
+                &config.common.nats_url,
+                "followup-projector-show",
+                &shutdown,
+            )
+            .await?;
             let js = jetstream::new(client);
             let mut out = std::io::stdout().lock();
             let shown = crate::show_events::show_events(&js, from, limit, &mut out).await?;
@@ -101,7 +110,7 @@ pub async fn run_cli(cli: Cli, shutdown: CancellationToken) -> anyhow::Result<Ex
                 (Some(id), false) => ReplaySelection::One(id),
                 _ => ReplaySelection::All,
             };
-            let outcomes = replay_dead_letters(&pool, config.followup_tz, selection).await?;
+            let outcomes = replay_dead_letters(&pool, config.common.followup_tz, selection).await?;
             replay_summary(&config, &outcomes, &shutdown).await
         }
     }
@@ -121,7 +130,8 @@ async fn replay_summary(
                 if let Some(notice) = ChangeNotice::for_batch(report, chrono::Utc::now()) {
                     if client.is_none() {
                         client = Some(
-                            connect_nats(&config.nats_url, "followup-projector", shutdown).await?,
+                            connect_nats(&config.common.nats_url, "followup-projector", shutdown)
+                                .await?,
                         );
                     }
                     if let Some(client) = &client {
@@ -148,7 +158,8 @@ async fn replay_summary(
 }
 
 async fn open_database(config: &Config, shutdown: &CancellationToken) -> anyhow::Result<PgPool> {
-    let pool = connect_database(&config.database_url, config.db_connections, shutdown).await?;
+    let pool =
+        connect_database(&config.common.database_url, config.db_connections, shutdown).await?;
     prepare_database(&pool).await?;
     Ok(pool)
 }

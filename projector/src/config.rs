@@ -3,8 +3,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use chrono_tz::Tz;
 use clap::{Args, Parser, Subcommand};
+use followup_infra::CommonArgs;
 
 use crate::clock::Clock;
 
@@ -61,18 +61,15 @@ pub enum DeadLettersCommand {
 /// Settings shared by every subcommand.
 #[derive(Debug, Clone, Args)]
 pub struct Config {
-    /// Postgres URL of the CRM database.
-    #[arg(long, env = "DATABASE_URL")]
-    pub database_url: String,
-    /// NATS URL.
-    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
-    pub nats_url: String,
+    /// `DATABASE_URL`, `NATS_URL` and `FOLLOWUP_TZ`, read the same way by every binary.
+    #[command(flatten)]
+    pub common: CommonArgs,
+    // HTTP_ADDR stays per binary (not in CommonArgs): each binary has its own default port
+    // (producer 9101, projector 9102, gateway 8080) so all three run side by side on one host
+    // without settings.
     /// Listener of /metrics, /healthz, /readyz.
     #[arg(long, env = "HTTP_ADDR", default_value = "127.0.0.1:9102")]
     pub http_addr: SocketAddr,
-    /// Time zone of "today" and of local midnight (an IANA name).
-    #[arg(long, env = "FOLLOWUP_TZ", default_value = "Europe/Berlin", value_parser = parse_tz)]
-    pub followup_tz: Tz,
     /// Messages per fetch and per transaction.
     #[arg(long, env = "PROJECTOR_BATCH_SIZE", default_value_t = 5000,
           value_parser = clap::value_parser!(u32).range(1..=20_000))]
@@ -99,10 +96,8 @@ impl Config {
     /// process.
     pub fn new(database_url: impl Into<String>, nats_url: impl Into<String>) -> Config {
         Config {
-            database_url: database_url.into(),
-            nats_url: nats_url.into(),
+            common: CommonArgs::new(database_url, nats_url),
             http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            followup_tz: chrono_tz::Europe::Berlin,
             batch_size: 5000,
             fetch_wait_ms: 1000,
             db_connections: 4,
@@ -115,9 +110,4 @@ impl Config {
     pub fn fetch_wait(&self) -> Duration {
         Duration::from_millis(self.fetch_wait_ms)
     }
-}
-
-fn parse_tz(s: &str) -> Result<Tz, String> {
-    s.parse::<Tz>()
-        .map_err(|err| format!("not an IANA time zone: {s:?} ({err})"))
 }

@@ -58,11 +58,12 @@ async fn consume_until_stopped(
     ready: Arc<AtomicBool>,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
-    let pool = connect_database(&config.database_url, config.db_connections, shutdown).await?;
+    let pool =
+        connect_database(&config.common.database_url, config.db_connections, shutdown).await?;
     prepare_database(&pool).await?;
     // Figures right from the first minute: a CRM that held leads before the projector started.
     let mut conn = pool.acquire().await?;
-    ensure_snapshot(&mut conn, config.followup_tz)
+    ensure_snapshot(&mut conn, config.common.followup_tz)
         .await
         .context("initialising the projection from a snapshot of the CRM")?;
     drop(conn);
@@ -71,7 +72,7 @@ async fn consume_until_stopped(
         config.stream.max_age(),
         shutdown.child_token(),
     ));
-    let client = connect_nats(&config.nats_url, "followup-projector", shutdown).await?;
+    let client = connect_nats(&config.common.nats_url, "followup-projector", shutdown).await?;
     let js = jetstream::new(client.clone());
     // JetStream may not be ready yet (a server starting, a cluster electing its leader): wait
     // for it like for the connection, rather than exit.
@@ -91,7 +92,7 @@ async fn consume_until_stopped(
     };
     ready.store(true, Ordering::Relaxed);
     tracing::info!(
-        tz = config.followup_tz.name(),
+        tz = config.common.followup_tz.name(),
         batch = config.batch_size,
         "projector serving"
     );
@@ -208,7 +209,7 @@ impl Projector {
         let mut delay = Duration::from_millis(100);
         let (report, seconds) = loop {
             let started = Instant::now();
-            match apply_and_commit(&self.pool, self.config.followup_tz, parsed).await {
+            match apply_and_commit(&self.pool, self.config.common.followup_tz, parsed).await {
                 Ok(report) => break (report, started.elapsed().as_secs_f64()),
                 Err(err @ crate::apply::ApplyError::TimeZoneMismatch { .. }) => {
                     return Err(err.into());
@@ -275,7 +276,7 @@ impl Projector {
             *at = Instant::now();
         }
         let now = self.config.clock.now();
-        match load_figures(&self.pool, &Scope::Org, now, self.config.followup_tz).await {
+        match load_figures(&self.pool, &Scope::Org, now, self.config.common.followup_tz).await {
             Ok(figures) => self.metrics.set_org_figures(&figures),
             Err(err) => tracing::warn!(error = %err, "loading figures for the gauges"),
         }

@@ -1,6 +1,6 @@
 //! The follow-up producer. A run claims the leads that are due for their T+3 or T+7 follow-up by
 //! the CRM's rules, delivers the e-mails through a [`Mailer`], and records each outcome together
-//! with its `lead.followup.*` event in a transactional outbox; the [relay](relay) publishes the
+//! with its `lead.followup.*` event in a transactional outbox; the [relay] publishes the
 //! outbox to the JetStream stream `FOLLOWUP` with `Nats-Msg-Id` set to the idempotency key and
 //! awaits every PubAck. The binary `followup-producer` is a thin shell over [`serve`] and
 //! [`run_once`].

@@ -1,9 +1,9 @@
 //! Rendering of the T+3 ("sample request") and T+7 ("follow-up") e-mails from the editable
 //! templates in `templates/` (MiniJinja, strict about undefined placeholders). The templates are
 //! compiled into the binary; `FOLLOWUP_TEMPLATE_DIR` replaces them with the files of a directory.
-//! [`Renderer::new`] validates every template against a sample of each kind of lead, so a typo in a
-//! placeholder stops the producer at start-up with the template's name and the placeholder, not at
-//! 9 a.m. in the middle of a run.
+//! Building a [`Renderer`] validates every template against a sample of each kind of lead, so a
+//! typo in a placeholder stops the producer at start-up with the template's name and the
+//! placeholder, not at 9 a.m. in the middle of a run.
 //!
 //! The parts: `sources` (which templates exist, the embedded copies, a template directory),
 //! `terms` (the CRM's business terms and seasons the texts quote), `links` (the signed

@@ -5,7 +5,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRef, FromRequestParts, Query, State};
+use axum::extract::{FromRequestParts, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -14,32 +14,12 @@ use chrono_tz::Tz;
 use followup_projector::{Figures, FiguresError, RecentRun, Scope, load_figures, load_recent_runs};
 use serde::Deserialize;
 use sqlx::PgPool;
-use tokio_util::sync::CancellationToken;
 
-use crate::auth::{Authenticator, Principal, SESSION_COOKIE};
+use crate::auth::{Principal, SESSION_COOKIE};
 use crate::error::ApiError;
-use crate::hub::{Hub, Snapshot};
-use crate::metrics::GatewayMetrics;
-
-/// What every handler can reach.
-#[derive(Clone)]
-pub struct AppState {
-    pub pool: PgPool,
-    pub tz: Tz,
-    pub auth: Authenticator,
-    pub hub: Hub,
-    pub metrics: GatewayMetrics,
-    pub cookie_secure: bool,
-    pub shutdown: CancellationToken,
-    /// `UNSUBSCRIBE_SECRET`, shared with the producer.
-    pub unsubscribe_secret: Option<std::sync::Arc<[u8]>>,
-}
-
-impl FromRef<AppState> for Authenticator {
-    fn from_ref(state: &AppState) -> Authenticator {
-        state.auth.clone()
-    }
-}
+use crate::hub::Snapshot;
+// Re-exported for code written against the path `AppState` had before it got its own module.
+pub use crate::state::AppState;
 
 /// `Query<T>` with the rejection as a 400 JSON error.
 pub struct ApiQuery<T>(pub T);

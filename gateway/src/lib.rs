@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod page;
 pub mod server;
+pub mod state;
 pub mod unsubscribe;
 
 pub use config::{Cli, Command, DevTokenArgs, GatewayConfig, JwtConfig};

@@ -23,13 +23,14 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
 
-use crate::api::{self, AppState};
+use crate::api;
 use crate::auth::Authenticator;
 use crate::config::GatewayConfig;
 use crate::error::ApiError;
 use crate::hub::{Hub, HubConfig, Loader};
 use crate::metrics::{GatewayMetrics, track_http};
 use crate::page;
+use crate::state::AppState;
 use crate::unsubscribe;
 
 /// Runs the gateway on `listener` until `shutdown` fires; then open streams end cleanly,

@@ -15,7 +15,7 @@ use axum::response::{Html, IntoResponse, Response};
 use followup_contract::{UnsubscribeError, UnsubscribeParams};
 use followup_infra::withdraw_consent;
 
-use crate::api::AppState;
+use crate::state::AppState;
 
 fn page(status: StatusCode, title: &str, body: &str) -> Response {
     let html = format!(

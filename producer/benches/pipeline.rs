@@ -19,8 +19,7 @@ use bytes::Bytes;
 use chrono::Utc;
 use followup_contract::STREAM_NAME;
 use followup_infra::ensure_stream;
-use followup_producer::relay::{OutboxRow, RelayConfig};
-use followup_producer::relay_loop::run_relay_until_stopped;
+use followup_producer::relay::{OutboxRow, RelayConfig, run_relay_until_stopped};
 use followup_producer::{
     Delivery, Mailer, ProducerMetrics, Renderer, RetryPolicy, RunOutcome, RunRequest, RunTrigger,
     UnsubscribeLinks, execute_run,

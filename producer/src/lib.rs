@@ -1,6 +1,6 @@
 //! The follow-up producer. A run claims the leads that are due for their T+3 or T+7 follow-up by
 //! the CRM's rules, delivers the e-mails through a [`Mailer`], and records each outcome together
-//! with its `lead.followup.*` event in a transactional outbox; the [relay](relay) publishes the
+//! with its `lead.followup.*` event in a transactional outbox; the [relay] publishes the
 //! outbox to the JetStream stream `FOLLOWUP` with `Nats-Msg-Id` set to the idempotency key and
 //! awaits every PubAck. The binary `followup-producer` is a thin shell over [`serve`] and
 //! [`run_once`].
@@ -12,11 +12,16 @@ pub mod mailer;
 pub mod metrics;
 pub mod record;
 pub mod relay;
-pub mod relay_loop;
 pub mod run;
 pub mod schedule;
 pub mod service;
 pub mod template;
+
+/// The former home of the long-running relay, now [`relay::run_relay_until_stopped`]: kept
+/// because the gateway's integration tests import it from here.
+pub mod relay_loop {
+    pub use crate::relay::run_relay_until_stopped;
+}
 
 pub use config::{Cli, Command, ProducerConfig};
 pub use delivery::{Delivery, RetryPolicy};

@@ -22,8 +22,7 @@ use crate::config::{DEFAULT_SMTP_FROM, DEV_UNSUBSCRIBE_BASE_URL, MailerKind, Pro
 use crate::delivery::Delivery;
 use crate::mailer::{Mailer, SmtpSettings};
 use crate::metrics::ProducerMetrics;
-use crate::relay::{drain_outbox, last_outbox_id};
-use crate::relay_loop::run_relay_until_stopped;
+use crate::relay::{drain_outbox, last_outbox_id, run_relay_until_stopped};
 use crate::run::{RunOutcome, RunReport, RunRequest, RunTrigger, execute_run};
 use crate::schedule::Schedule;
 use crate::template::{Renderer, UnsubscribeLinks};

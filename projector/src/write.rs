@@ -4,16 +4,23 @@
 //! writes cost one round trip. The function takes the caller's connection, which is inside the
 //! caller's transaction. Table names are unqualified on purpose: `rebuild` points the same
 //! statement at its shadow schema through `search_path`.
+//!
+//! The statement has 49 parameters. Rather than numbering them by hand, each input (a
+//! table's column arrays, or the progress) is one `bind_*` function beside the list of its
+//! columns' array types; [`WRITE_BATCH`] numbers the placeholders from those lists in the order
+//! [`write_plan`] binds the inputs, and names each input in the SQL.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::LazyLock;
 
 use chrono::{DateTime, NaiveDate, Utc};
+use followup_contract::FollowupProcessed;
 use sqlx::PgConnection;
 use sqlx::postgres::PgArguments;
 use sqlx::query::QueryScalar;
 
 use crate::fold::BatchPlan;
-use crate::model::{DayDelta, LeadState};
+use crate::model::{DayDelta, Delivery, LeadState, TotalsDelta};
 
 /// How far a batch got: the highest stream sequence and event time it applied.
 pub(crate) struct Progress<'a> {
@@ -22,75 +29,91 @@ pub(crate) struct Progress<'a> {
     pub last_event_at: Option<DateTime<Utc>>,
 }
 
-macro_rules! lead_rows {
-    ($a:literal) => {
-        concat!(
-            "INSERT INTO projection_leads (lead_id, sequence, owner_user_id, \
-             collaborator_user_ids, status, registered_at, clock_stopped_at, t3_sent, t7_sent, \
-             contactable, deleted, changed_at) \
-             SELECT l.lead_id, l.sequence, l.owner, l.collaborators::text[], l.status, \
-                    l.registered_at, l.clock_stopped_at, l.t3, l.t7, l.contactable, l.deleted, \
-                    l.changed_at \
-             FROM UNNEST($",
-            $a,
-            ") AS l(lead_id, sequence, owner, collaborators, status, \
-                  registered_at, clock_stopped_at, t3, t7, contactable, deleted, changed_at)"
-        )
-    };
+/// The batch statement. New leads get a plain insert: the caller loaded the stored rows in this
+/// transaction under the projection lock, so no row appears in between, and the plain insert
+/// spares them the conflict check; stored leads are upserted.
+static WRITE_BATCH: LazyLock<String> = LazyLock::new(|| {
+    let mut params = Params::default();
+    let new_leads = insert_leads(&params.arrays(&LEAD_TYPES));
+    let stored_leads = insert_leads(&params.arrays(&LEAD_TYPES));
+    let deliveries = params.arrays(&DELIVERY_TYPES);
+    let totals = params.arrays(&TOTALS_TYPES);
+    let days = params.arrays(&DAY_TYPES);
+    let runs = params.arrays(&RUN_TYPES);
+    let (time_zone, last_sequence, last_event_at) =
+        (params.scalar(), params.scalar(), params.scalar());
+    format!(
+        "WITH new_leads AS ({new_leads}), \
+         stored_leads AS ({stored_leads} \
+           ON CONFLICT (lead_id) DO UPDATE SET sequence = EXCLUDED.sequence, \
+           owner_user_id = EXCLUDED.owner_user_id, \
+           collaborator_user_ids = EXCLUDED.collaborator_user_ids, status = EXCLUDED.status, \
+           registered_at = EXCLUDED.registered_at, clock_stopped_at = EXCLUDED.clock_stopped_at, \
+           t3_sent = EXCLUDED.t3_sent, t7_sent = EXCLUDED.t7_sent, \
+           contactable = EXCLUDED.contactable, deleted = EXCLUDED.deleted, \
+           changed_at = EXCLUDED.changed_at), \
+         deliveries AS (INSERT INTO projection_deliveries AS pd (lead_id, kind, sent_at, run_id, status) \
+           SELECT * FROM UNNEST({deliveries}) \
+           ON CONFLICT (lead_id, kind) DO UPDATE SET sent_at = EXCLUDED.sent_at, \
+             run_id = EXCLUDED.run_id, status = EXCLUDED.status \
+           WHERE pd.status = 'failed' AND EXCLUDED.status = 'sent'), \
+         totals AS (INSERT INTO projection_scope_figures AS f \
+             (scope, pending_t3, pending_t7, followed, converted) \
+           SELECT * FROM UNNEST({totals}) \
+           ON CONFLICT (scope) DO UPDATE SET pending_t3 = f.pending_t3 + EXCLUDED.pending_t3, \
+             pending_t7 = f.pending_t7 + EXCLUDED.pending_t7, \
+             followed = f.followed + EXCLUDED.followed, \
+             converted = f.converted + EXCLUDED.converted), \
+         days AS (INSERT INTO projection_scope_days AS d (scope, local_date, sent, t3_net, t7_net) \
+           SELECT * FROM UNNEST({days}) \
+           ON CONFLICT (scope, local_date) DO UPDATE SET sent = d.sent + EXCLUDED.sent, \
+             t3_net = d.t3_net + EXCLUDED.t3_net, t7_net = d.t7_net + EXCLUDED.t7_net), \
+         runs AS (INSERT INTO projection_runs (run_id, t3_count, t7_count, skipped_count, \
+             error_count, processed_at, duration_ms) \
+           SELECT * FROM UNNEST({runs}) ON CONFLICT DO NOTHING) \
+         INSERT INTO projection_state (id, time_zone, last_stream_sequence, last_event_at) \
+         VALUES (TRUE, {time_zone}, {last_sequence}, {last_event_at}) ON CONFLICT (id) DO UPDATE SET \
+           last_stream_sequence = \
+             GREATEST(projection_state.last_stream_sequence, EXCLUDED.last_stream_sequence), \
+           last_event_at = GREATEST(projection_state.last_event_at, EXCLUDED.last_event_at) \
+         RETURNING time_zone"
+    )
+});
+
+/// The insert of the lead rows whose column arrays are `arrays` (the placeholders).
+fn insert_leads(arrays: &str) -> String {
+    format!(
+        "INSERT INTO projection_leads (lead_id, sequence, owner_user_id, \
+         collaborator_user_ids, status, registered_at, clock_stopped_at, t3_sent, t7_sent, \
+         contactable, deleted, changed_at) \
+         SELECT l.lead_id, l.sequence, l.owner, l.collaborators::text[], l.status, \
+                l.registered_at, l.clock_stopped_at, l.t3, l.t7, l.contactable, l.deleted, \
+                l.changed_at \
+         FROM UNNEST({arrays}) AS l(lead_id, sequence, owner, collaborators, status, \
+              registered_at, clock_stopped_at, t3, t7, contactable, deleted, changed_at)"
+    )
 }
 
-/// Parameters: $1–$12 new lead rows (a plain insert: the caller loaded the stored rows in this
-/// transaction under the projection lock, so no row appears in between, and the plain insert
-/// spares them the conflict check), $13–$24 stored lead rows (upsert), $25–$29 deliveries and
-/// final failures, $30–$34 scope totals, $35–$39 day counters, $40–$46 runs, $47–$49 progress.
-const WRITE_BATCH: &str = concat!(
-    "WITH new_leads AS (",
-    lead_rows!(
-        "1::int8[], $2::int8[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], \
-                $7::timestamptz[], $8::bool[], $9::bool[], $10::bool[], $11::bool[], \
-                $12::timestamptz[]"
-    ),
-    "), stored_leads AS (",
-    lead_rows!(
-        "13::int8[], $14::int8[], $15::text[], $16::text[], $17::text[], \
-                $18::timestamptz[], $19::timestamptz[], $20::bool[], $21::bool[], $22::bool[], \
-                $23::bool[], $24::timestamptz[]"
-    ),
-    " ON CONFLICT (lead_id) DO UPDATE SET sequence = EXCLUDED.sequence, \
-     owner_user_id = EXCLUDED.owner_user_id, \
-     collaborator_user_ids = EXCLUDED.collaborator_user_ids, status = EXCLUDED.status, \
-     registered_at = EXCLUDED.registered_at, clock_stopped_at = EXCLUDED.clock_stopped_at, \
-     t3_sent = EXCLUDED.t3_sent, t7_sent = EXCLUDED.t7_sent, \
-     contactable = EXCLUDED.contactable, deleted = EXCLUDED.deleted, \
-     changed_at = EXCLUDED.changed_at), \
-     deliveries AS (INSERT INTO projection_deliveries AS pd (lead_id, kind, sent_at, run_id, status) \
-       SELECT * FROM UNNEST($25::int8[], $26::text[], $27::timestamptz[], $28::text[], \
-         $29::text[]) \
-       ON CONFLICT (lead_id, kind) DO UPDATE SET sent_at = EXCLUDED.sent_at, \
-         run_id = EXCLUDED.run_id, status = EXCLUDED.status \
-       WHERE pd.status = 'failed' AND EXCLUDED.status = 'sent'), \
-     totals AS (INSERT INTO projection_scope_figures AS f \
-         (scope, pending_t3, pending_t7, followed, converted) \
-       SELECT * FROM UNNEST($30::text[], $31::int8[], $32::int8[], $33::int8[], $34::int8[]) \
-       ON CONFLICT (scope) DO UPDATE SET pending_t3 = f.pending_t3 + EXCLUDED.pending_t3, \
-         pending_t7 = f.pending_t7 + EXCLUDED.pending_t7, \
-         followed = f.followed + EXCLUDED.followed, \
-         converted = f.converted + EXCLUDED.converted), \
-     days AS (INSERT INTO projection_scope_days AS d (scope, local_date, sent, t3_net, t7_net) \
-       SELECT * FROM UNNEST($35::text[], $36::date[], $37::int8[], $38::int8[], $39::int8[]) \
-       ON CONFLICT (scope, local_date) DO UPDATE SET sent = d.sent + EXCLUDED.sent, \
-         t3_net = d.t3_net + EXCLUDED.t3_net, t7_net = d.t7_net + EXCLUDED.t7_net), \
-     runs AS (INSERT INTO projection_runs (run_id, t3_count, t7_count, skipped_count, \
-         error_count, processed_at, duration_ms) \
-       SELECT * FROM UNNEST($40::text[], $41::int8[], $42::int8[], $43::int8[], $44::int8[], \
-         $45::timestamptz[], $46::int8[]) ON CONFLICT DO NOTHING) \
-     INSERT INTO projection_state (id, time_zone, last_stream_sequence, last_event_at) \
-     VALUES (TRUE, $47, $48, $49) ON CONFLICT (id) DO UPDATE SET \
-       last_stream_sequence = \
-         GREATEST(projection_state.last_stream_sequence, EXCLUDED.last_stream_sequence), \
-       last_event_at = GREATEST(projection_state.last_event_at, EXCLUDED.last_event_at) \
-     RETURNING time_zone"
-);
+/// Numbers the statement's placeholders in the order they are bound.
+#[derive(Default)]
+struct Params(usize);
+
+impl Params {
+    /// One cast placeholder per array type: the arguments of one UNNEST.
+    fn arrays(&mut self, types: &[&str]) -> String {
+        let placeholders: Vec<String> = types
+            .iter()
+            .map(|ty| format!("{}::{ty}", self.scalar()))
+            .collect();
+        placeholders.join(", ")
+    }
+
+    /// The next placeholder.
+    fn scalar(&mut self) -> String {
+        self.0 += 1;
+        format!("${}", self.0)
+    }
+}
 
 /// Writes a batch plan (lead states, deliveries, figure deltas, runs) and the progress in one
 /// statement; returns the time zone the projection was built for. `stored` are the leads that
@@ -102,71 +125,34 @@ pub(crate) async fn write_plan(
     progress: &Progress<'_>,
 ) -> sqlx::Result<String> {
     let (known, new): (Vec<_>, Vec<_>) = plan.leads.iter().partition(|(id, _)| stored.contains(id));
-    let query = sqlx::query_scalar(WRITE_BATCH);
-    let query = bind_leads(bind_leads(query, &new), &known);
-    let deliveries = &plan.deliveries;
-    let query = query
-        .bind(deliveries.iter().map(|(lead, _)| *lead).collect::<Vec<_>>())
-        .bind(
-            deliveries
-                .iter()
-                .map(|(_, d)| d.kind.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            deliveries
-                .iter()
-                .map(|(_, d)| d.sent_at)
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            deliveries
-                .iter()
-                .map(|(_, d)| d.run_id.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            deliveries
-                .iter()
-                .map(|(_, d)| if d.failed { "failed" } else { "sent" })
-                .collect::<Vec<_>>(),
-        );
-    let totals = &plan.deltas.totals;
-    let query = query
-        .bind(totals.keys().map(String::as_str).collect::<Vec<_>>())
-        .bind(totals.values().map(|t| t.pending_t3).collect::<Vec<_>>())
-        .bind(totals.values().map(|t| t.pending_t7).collect::<Vec<_>>())
-        .bind(totals.values().map(|t| t.followed).collect::<Vec<_>>())
-        .bind(totals.values().map(|t| t.converted).collect::<Vec<_>>());
-    let days: Vec<(&str, NaiveDate, &DayDelta)> = plan
-        .deltas
-        .days
-        .iter()
-        .flat_map(|(scope, days)| days.iter().map(move |(day, d)| (scope.as_str(), *day, d)))
-        .collect();
-    let query = query
-        .bind(days.iter().map(|(scope, _, _)| *scope).collect::<Vec<_>>())
-        .bind(days.iter().map(|(_, day, _)| *day).collect::<Vec<_>>())
-        .bind(days.iter().map(|(_, _, d)| d.sent).collect::<Vec<_>>())
-        .bind(days.iter().map(|(_, _, d)| d.t3_net).collect::<Vec<_>>())
-        .bind(days.iter().map(|(_, _, d)| d.t7_net).collect::<Vec<_>>());
-    let runs = &plan.runs;
-    query
-        .bind(runs.iter().map(|r| r.run_id.as_str()).collect::<Vec<_>>())
-        .bind(runs.iter().map(|r| r.t3_count).collect::<Vec<_>>())
-        .bind(runs.iter().map(|r| r.t7_count).collect::<Vec<_>>())
-        .bind(runs.iter().map(|r| r.skipped_count).collect::<Vec<_>>())
-        .bind(runs.iter().map(|r| r.error_count).collect::<Vec<_>>())
-        .bind(runs.iter().map(|r| r.processed_at).collect::<Vec<_>>())
-        .bind(runs.iter().map(|r| r.duration_ms).collect::<Vec<_>>())
-        .bind(progress.time_zone)
-        .bind(progress.last_sequence)
-        .bind(progress.last_event_at)
-        .fetch_one(conn)
-        .await
+    // The inputs in the order WRITE_BATCH numbers them.
+    let query = sqlx::query_scalar(WRITE_BATCH.as_str());
+    let query = bind_leads(query, &new);
+    let query = bind_leads(query, &known);
+    let query = bind_deliveries(query, &plan.deliveries);
+    let query = bind_totals(query, &plan.deltas.totals);
+    let query = bind_days(query, &plan.deltas.days);
+    let query = bind_runs(query, &plan.runs);
+    bind_progress(query, progress).fetch_one(conn).await
 }
 
 type Scalar<'q> = QueryScalar<'q, sqlx::Postgres, String, PgArguments>;
+
+/// Array types of a lead input, in the order [`bind_leads`] binds them.
+const LEAD_TYPES: [&str; 12] = [
+    "int8[]",
+    "int8[]",
+    "text[]",
+    "text[]",
+    "text[]",
+    "timestamptz[]",
+    "timestamptz[]",
+    "bool[]",
+    "bool[]",
+    "bool[]",
+    "bool[]",
+    "timestamptz[]",
+];
 
 /// Binds the twelve column arrays of these lead rows.
 fn bind_leads<'q>(query: Scalar<'q>, leads: &[(&'q i64, &'q LeadState)]) -> Scalar<'q> {
@@ -211,6 +197,104 @@ fn bind_leads<'q>(query: Scalar<'q>, leads: &[(&'q i64, &'q LeadState)]) -> Scal
         .bind(leads.iter().map(|(_, s)| s.changed_at).collect::<Vec<_>>())
 }
 
+/// Array types of the deliveries input, in the order [`bind_deliveries`] binds them.
+const DELIVERY_TYPES: [&str; 5] = ["int8[]", "text[]", "timestamptz[]", "text[]", "text[]"];
+
+/// Binds lead id, kind, sent at, run id and status of the new deliveries.
+fn bind_deliveries<'q>(query: Scalar<'q>, deliveries: &'q [(i64, Delivery)]) -> Scalar<'q> {
+    query
+        .bind(deliveries.iter().map(|(lead, _)| *lead).collect::<Vec<_>>())
+        .bind(
+            deliveries
+                .iter()
+                .map(|(_, d)| d.kind.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            deliveries
+                .iter()
+                .map(|(_, d)| d.sent_at)
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            deliveries
+                .iter()
+                .map(|(_, d)| d.run_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            deliveries
+                .iter()
+                .map(|(_, d)| if d.failed { "failed" } else { "sent" })
+                .collect::<Vec<_>>(),
+        )
+}
+
+/// Array types of the totals input, in the order [`bind_totals`] binds them.
+const TOTALS_TYPES: [&str; 5] = ["text[]", "int8[]", "int8[]", "int8[]", "int8[]"];
+
+/// Binds scope, pending T+3, pending T+7, followed and converted of the scope totals' deltas.
+fn bind_totals<'q>(query: Scalar<'q>, totals: &'q BTreeMap<String, TotalsDelta>) -> Scalar<'q> {
+    query
+        .bind(totals.keys().map(String::as_str).collect::<Vec<_>>())
+        .bind(totals.values().map(|t| t.pending_t3).collect::<Vec<_>>())
+        .bind(totals.values().map(|t| t.pending_t7).collect::<Vec<_>>())
+        .bind(totals.values().map(|t| t.followed).collect::<Vec<_>>())
+        .bind(totals.values().map(|t| t.converted).collect::<Vec<_>>())
+}
+
+/// Array types of the days input, in the order [`bind_days`] binds them.
+const DAY_TYPES: [&str; 5] = ["text[]", "date[]", "int8[]", "int8[]", "int8[]"];
+
+/// Binds scope, local date, sent, T+3 net and T+7 net of the day counters' deltas.
+fn bind_days<'q>(
+    query: Scalar<'q>,
+    days: &'q BTreeMap<String, BTreeMap<NaiveDate, DayDelta>>,
+) -> Scalar<'q> {
+    let days: Vec<(&str, NaiveDate, &DayDelta)> = days
+        .iter()
+        .flat_map(|(scope, days)| days.iter().map(move |(day, d)| (scope.as_str(), *day, d)))
+        .collect();
+    query
+        .bind(days.iter().map(|(scope, _, _)| *scope).collect::<Vec<_>>())
+        .bind(days.iter().map(|(_, day, _)| *day).collect::<Vec<_>>())
+        .bind(days.iter().map(|(_, _, d)| d.sent).collect::<Vec<_>>())
+        .bind(days.iter().map(|(_, _, d)| d.t3_net).collect::<Vec<_>>())
+        .bind(days.iter().map(|(_, _, d)| d.t7_net).collect::<Vec<_>>())
+}
+
+/// Array types of the runs input, in the order [`bind_runs`] binds them.
+const RUN_TYPES: [&str; 7] = [
+    "text[]",
+    "int8[]",
+    "int8[]",
+    "int8[]",
+    "int8[]",
+    "timestamptz[]",
+    "int8[]",
+];
+
+/// Binds the columns of the processed runs.
+fn bind_runs<'q>(query: Scalar<'q>, runs: &'q [FollowupProcessed]) -> Scalar<'q> {
+    query
+        .bind(runs.iter().map(|r| r.run_id.as_str()).collect::<Vec<_>>())
+        .bind(runs.iter().map(|r| r.t3_count).collect::<Vec<_>>())
+        .bind(runs.iter().map(|r| r.t7_count).collect::<Vec<_>>())
+        .bind(runs.iter().map(|r| r.skipped_count).collect::<Vec<_>>())
+        .bind(runs.iter().map(|r| r.error_count).collect::<Vec<_>>())
+        .bind(runs.iter().map(|r| r.processed_at).collect::<Vec<_>>())
+        .bind(runs.iter().map(|r| r.duration_ms).collect::<Vec<_>>())
+}
+
+/// Binds time zone, last stream sequence and last event time: the three scalars that end the
+/// statement.
+fn bind_progress<'q>(query: Scalar<'q>, progress: &Progress<'q>) -> Scalar<'q> {
+    query
+        .bind(progress.time_zone)
+        .bind(progress.last_sequence)
+        .bind(progress.last_event_at)
+}
+
 /// A Postgres array literal (`{"a","b\\"c"}`) for a list of strings: every element quoted,
 /// backslashes and double quotes escaped.
 fn text_array_literal(items: &[String]) -> String {
@@ -242,5 +326,19 @@ mod tests {
             r#"{"u1","a \"b\" \\c",""}"#
         );
         assert_eq!(super::text_array_literal(&[]), "{}");
+    }
+
+    #[test]
+    fn the_statement_numbers_each_placeholder_once_in_order() {
+        let sql = super::WRITE_BATCH.as_str();
+        let numbers: Vec<usize> = sql
+            .split('$')
+            .skip(1)
+            .map(|rest| {
+                let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                digits.parse().unwrap()
+            })
+            .collect();
+        assert_eq!(numbers, (1..=49).collect::<Vec<_>>());
     }
 }

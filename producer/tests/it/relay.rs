@@ -8,8 +8,9 @@ use chrono::Utc;
 use followup_contract::STREAM_NAME;
 use followup_infra::ensure_stream;
 use followup_producer::ProducerMetrics;
-use followup_producer::relay::{OutboxRow, RelayConfig, RelayOutcome, publish_rows, relay_pending};
-use followup_producer::relay_loop::run_relay_until_stopped;
+use followup_producer::relay::{
+    OutboxRow, RelayConfig, RelayOutcome, publish_rows, relay_pending, run_relay_until_stopped,
+};
 use followup_testkit::{NatsServer, TestDb, eventually};
 use tokio_util::sync::CancellationToken;
 

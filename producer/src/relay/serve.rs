@@ -17,12 +17,23 @@ use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::ProducerMetrics;
-use crate::relay::{
-    DELETE_PUBLISHED, OutboxRow, RELAY_LOCK_KEY, RelayConfig, RelayError, SELECT_AFTER,
-    count_backlog, publish_rows, record_publish_error,
+use super::backoff::Backoff;
+use super::outbox::{
+    DELETE_PUBLISHED, RELAY_LOCK_KEY, SELECT_AFTER, count_backlog, record_publish_error,
 };
+use super::{OutboxRow, RelayConfig, RelayError, publish_rows};
+use crate::metrics::ProducerMetrics;
 
+/// What the relay works with for as long as it runs.
+struct Relay<'a> {
+    pool: &'a PgPool,
+    js: &'a jetstream::Context,
+    config: &'a RelayConfig,
+    metrics: &'a ProducerMetrics,
+    shutdown: &'a CancellationToken,
+}
+
+/// Work for the marker task, in the order the batches were published.
 enum MarkJob {
     /// Delete these acknowledged rows.
     Mark {
@@ -44,20 +55,17 @@ pub async fn run_relay_until_stopped(
     metrics: ProducerMetrics,
     shutdown: CancellationToken,
 ) {
+    let relay = Relay {
+        pool: &pool,
+        js: &js,
+        config: &config,
+        metrics: &metrics,
+        shutdown: &shutdown,
+    };
     let mut listener = connect_listener(&pool).await;
     let mut backoff = Backoff::new();
     while !shutdown.is_cancelled() {
-        match relay_session(
-            &pool,
-            &js,
-            &config,
-            &metrics,
-            &mut listener,
-            &shutdown,
-            &mut backoff,
-        )
-        .await
-        {
+        match relay_session(&relay, &mut listener, &mut backoff).await {
             Ok(()) => {}
             Err(err) => {
                 metrics.relay_errors.inc();
@@ -76,14 +84,17 @@ pub async fn run_relay_until_stopped(
 /// Takes the relay lock on a dedicated connection (closing it releases the lock, whatever
 /// happens) and streams batches until shutdown or an error.
 async fn relay_session(
-    pool: &PgPool,
-    js: &jetstream::Context,
-    config: &RelayConfig,
-    metrics: &ProducerMetrics,
+    relay: &Relay<'_>,
     listener: &mut Option<PgListener>,
-    shutdown: &CancellationToken,
     backoff: &mut Backoff,
 ) -> Result<(), RelayError> {
+    let Relay {
+        pool,
+        config,
+        metrics,
+        shutdown,
+        ..
+    } = *relay;
     let mut conn = pool.connect_options().connect().await?;
     loop {
         let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
@@ -101,10 +112,7 @@ async fn relay_session(
     }
     let (jobs, queue) = mpsc::channel(2);
     let marker = tokio::spawn(mark_until_closed(pool.clone(), queue, metrics.clone()));
-    let streamed = stream_batches(
-        &mut conn, js, config, metrics, &jobs, listener, pool, shutdown, backoff,
-    )
-    .await;
+    let streamed = stream_batches(relay, &mut conn, &jobs, listener, backoff).await;
     drop(jobs);
     let marked = marker.await.unwrap_or_else(|e| {
         Err(RelayError::Publish {
@@ -116,18 +124,22 @@ async fn relay_session(
     streamed.and(marked)
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Reads batches above the cursor on the locked connection, publishes them and hands them to
+/// the marker, until shutdown or an error.
 async fn stream_batches(
+    relay: &Relay<'_>,
     conn: &mut PgConnection,
-    js: &jetstream::Context,
-    config: &RelayConfig,
-    metrics: &ProducerMetrics,
     jobs: &mpsc::Sender<MarkJob>,
     listener: &mut Option<PgListener>,
-    pool: &PgPool,
-    shutdown: &CancellationToken,
     backoff: &mut Backoff,
 ) -> Result<(), RelayError> {
+    let Relay {
+        pool,
+        js,
+        config,
+        metrics,
+        shutdown,
+    } = *relay;
     let mut cursor = 0_i64;
     while !shutdown.is_cancelled() {
         let started = Instant::now();
@@ -166,11 +178,14 @@ async fn stream_batches(
     Ok(())
 }
 
+/// Waits until the marker has deleted every batch handed to it; `false` if it has stopped.
 async fn flush_marker(jobs: &mpsc::Sender<MarkJob>) -> bool {
     let (done, wait) = oneshot::channel();
     jobs.send(MarkJob::Flush(done)).await.is_ok() && wait.await.is_ok()
 }
 
+/// The marker task: deletes acknowledged batches in order and counts them, until the queue
+/// closes or a delete fails.
 async fn mark_until_closed(
     pool: PgPool,
     mut queue: mpsc::Receiver<MarkJob>,
@@ -207,6 +222,8 @@ async fn connect_listener(pool: &PgPool) -> Option<PgListener> {
     Some(listener)
 }
 
+/// Sleeps until a NOTIFY on the outbox, `poll` or shutdown; a broken listener is dropped and
+/// reconnected on the next wait, polling meanwhile.
 async fn wait_for_rows(
     listener: &mut Option<PgListener>,
     pool: &PgPool,
@@ -232,55 +249,5 @@ async fn wait_for_rows(
             }
             *listener = connect_listener(pool).await;
         }
-    }
-}
-
-/// Exponential backoff from 100 ms to 30 s.
-pub(crate) struct Backoff(Duration);
-
-impl Backoff {
-    pub(crate) fn new() -> Self {
-        Backoff(Duration::from_millis(100))
-    }
-    pub(crate) fn current(&self) -> Duration {
-        self.0
-    }
-    pub(crate) fn reset(&mut self) {
-        self.0 = Duration::from_millis(100);
-    }
-    pub(crate) async fn wait(&mut self, shutdown: &CancellationToken) {
-        tokio::select! {
-            _ = shutdown.cancelled() => {}
-            _ = tokio::time::sleep(self.0) => {}
-        }
-        self.0 = (self.0 * 2).min(Duration::from_secs(30));
-    }
-
-    /// [`Backoff::wait`], cut short (and the backoff reset) when NATS was away at the start of
-    /// the wait and the client has reconnected since: after a long outage the delay has grown to
-    /// its maximum, and the backlog should not wait that long once the server is back (found by
-    /// the fault suite: 25–30 s of extra recovery after a 60 s NATS outage).
-    pub(crate) async fn wait_or_reconnect(
-        &mut self,
-        shutdown: &CancellationToken,
-        client: &async_nats::Client,
-    ) {
-        use async_nats::connection::State;
-        if client.connection_state() == State::Connected {
-            return self.wait(shutdown).await;
-        }
-        let until = tokio::time::Instant::now() + self.0;
-        while tokio::time::Instant::now() < until {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-            }
-            if client.connection_state() == State::Connected {
-                tracing::info!("NATS is back; relay retries now");
-                self.reset();
-                return;
-            }
-        }
-        self.0 = (self.0 * 2).min(Duration::from_secs(30));
     }
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use followup_infra::{Backoff, retry_until};
 use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{DecodingKey, Validation, decode};
 use serde_json::Value;
@@ -118,26 +119,20 @@ async fn load_jwks_retrying(
     source: &JwksSource,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Vec<RsaKey>> {
-    let mut delay = Duration::from_millis(500);
-    loop {
-        match load_jwks(http, source).await {
-            Ok(keys) => return Ok(keys),
-            // A file is there or not; only a URL is worth waiting for.
-            Err(err) if matches!(source, JwksSource::File(_)) => return Err(err),
-            Err(err) => {
-                tracing::warn!(
-                    error = format!("{err:#}"),
-                    retry_in_ms = delay.as_millis() as u64,
-                    "JWKS not loadable yet"
-                );
-                tokio::select! {
-                    _ = shutdown.cancelled() => return Err(err.context("JWKS not loadable before shutdown")),
-                    _ = tokio::time::sleep(delay) => {}
-                }
-                delay = (delay * 2).min(Duration::from_secs(10));
-            }
-        }
-    }
+    // A file is there or not; only a URL is worth waiting for.
+    let JwksSource::Url(url) = source else {
+        return load_jwks(http, source).await;
+    };
+    let backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
+    retry_until(
+        shutdown,
+        "JWKS not loadable yet",
+        Some(url.as_str()),
+        backoff,
+        || load_jwks(http, source),
+    )
+    .await
+    .map_err(|err| err.context("JWKS not loadable before shutdown"))
 }
 
 async fn load_jwks(http: &reqwest::Client, source: &JwksSource) -> anyhow::Result<Vec<RsaKey>> {

@@ -8,7 +8,7 @@ use async_nats::jetstream;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use super::backoff::Backoff;
+use super::backoff::RELAY_BACKOFF;
 use super::outbox::{DELETE_PUBLISHED, RELAY_LOCK_KEY, SELECT_AFTER, record_publish_error};
 use super::{OutboxRow, RelayConfig, RelayError, publish_rows};
 use crate::metrics::ProducerMetrics;
@@ -78,7 +78,7 @@ pub async fn drain_outbox(
     shutdown: &CancellationToken,
 ) -> Result<usize, RelayError> {
     let mut total = 0;
-    let mut backoff = Backoff::new();
+    let mut backoff = RELAY_BACKOFF;
     loop {
         let remaining: i64 =
             sqlx::query_scalar("SELECT count(*) FROM followup_outbox WHERE id <= $1")
@@ -95,7 +95,9 @@ pub async fn drain_outbox(
             }
             Ok(RelayOutcome::Idle) => {}
             // A serving relay is publishing: wait for it.
-            Ok(RelayOutcome::LockedElsewhere) => backoff.wait(shutdown).await,
+            Ok(RelayOutcome::LockedElsewhere) => {
+                backoff.wait(shutdown).await;
+            }
             Err(err) => {
                 metrics.relay_errors.inc();
                 record_publish_error(pool, &err).await;

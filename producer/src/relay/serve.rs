@@ -17,12 +17,13 @@ use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::backoff::Backoff;
+use super::backoff::{RELAY_BACKOFF, wait_or_reconnect};
 use super::outbox::{
     DELETE_PUBLISHED, RELAY_LOCK_KEY, SELECT_AFTER, count_backlog, record_publish_error,
 };
 use super::{OutboxRow, RelayConfig, RelayError, publish_rows};
 use crate::metrics::ProducerMetrics;
+use followup_infra::Backoff;
 
 /// What the relay works with for as long as it runs.
 struct Relay<'a> {
@@ -63,7 +64,7 @@ pub async fn run_relay_until_stopped(
         shutdown: &shutdown,
     };
     let mut listener = connect_listener(&pool).await;
-    let mut backoff = Backoff::new();
+    let mut backoff = RELAY_BACKOFF;
     while !shutdown.is_cancelled() {
         match relay_session(&relay, &mut listener, &mut backoff).await {
             Ok(()) => {}
@@ -74,7 +75,7 @@ pub async fn run_relay_until_stopped(
                 if let Ok(n) = count_backlog(&pool).await {
                     metrics.outbox_backlog.set(n);
                 }
-                backoff.wait_or_reconnect(&shutdown, &js.client()).await;
+                wait_or_reconnect(&mut backoff, &shutdown, &js.client()).await;
             }
         }
     }

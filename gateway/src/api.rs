@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use chrono_tz::Tz;
-use followup_projector::{Figures, FiguresError, RecentRun, Scope, load_figures, load_recent_runs};
+use followup_readmodel::{Figures, FiguresError, RecentRun, Scope, load_figures, load_recent_runs};
 use serde::Deserialize;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;

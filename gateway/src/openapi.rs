@@ -1,5 +1,5 @@
 //! `/openapi.json`, generated from the handlers' annotations. The response types of the
-//! figures and runs live in the projector crate; their schemas are described here and a test
+//! figures and runs live in the read-model crate; their schemas are described here and a test
 //! checks that they name exactly the fields the real types serialise.
 
 use chrono::{DateTime, Utc};
@@ -126,7 +126,7 @@ pub fn openapi_json() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use followup_projector::{Figures, RecentRun, Scope, Trend};
+    use followup_readmodel::{Figures, RecentRun, Scope, Trend};
 
     fn property_names(doc: &serde_json::Value, schema: &str) -> Vec<String> {
         let mut names: Vec<String> = doc["components"]["schemas"][schema]["properties"]

@@ -1,12 +1,12 @@
 //! The projector's Prometheus metrics, in their own registry. Base units, no user ids in labels.
 
+use followup_readmodel::Figures;
 use prometheus::{
     Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry,
 };
 
 use crate::apply::BatchReport;
-use crate::figures::Figures;
 
 /// Handles to every metric; cheap to clone.
 #[derive(Clone)]

@@ -103,6 +103,13 @@ pub struct RunsQuery {
     pub limit: Option<u32>,
 }
 
+/// The recent runs, newest first.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Runs {
+    /// At most `limit` runs (default 20).
+    pub runs: Vec<RecentRun>,
+}
+
 /// The scope a caller asked for, after the role check.
 fn scope_for(principal: &Principal, query: &OwnerQuery) -> Result<Scope, ApiError> {
     let owner = principal.figures_owner(query.owner()?)?;
@@ -152,7 +159,7 @@ fn no_store<T: IntoResponse>(body: T) -> Response {
     tag = "followup",
     params(OwnerQuery),
     responses(
-        (status = 200, description = "The figures", body = crate::openapi::FiguresDoc),
+        (status = 200, description = "The figures", body = Figures),
         (status = 400, description = "Malformed query", body = crate::error::ErrorBody),
         (status = 401, description = "Missing or invalid token", body = crate::error::ErrorBody),
         (status = 403, description = "Not allowed to see this scope", body = crate::error::ErrorBody),
@@ -179,7 +186,7 @@ pub async fn get_metrics(
     tag = "followup",
     params(OwnerQuery),
     responses(
-        (status = 200, description = "The figures", body = crate::openapi::FiguresDoc),
+        (status = 200, description = "The figures", body = Figures),
         (status = 400, description = "Malformed query", body = crate::error::ErrorBody),
         (status = 401, description = "Missing or invalid token", body = crate::error::ErrorBody),
         (status = 403, description = "Not allowed to see this scope", body = crate::error::ErrorBody),
@@ -202,7 +209,7 @@ pub async fn get_metrics_crm_path(
     tag = "followup",
     params(RunsQuery),
     responses(
-        (status = 200, description = "The runs", body = crate::openapi::RunsDoc),
+        (status = 200, description = "The runs", body = Runs),
         (status = 400, description = "Malformed query", body = crate::error::ErrorBody),
         (status = 401, description = "Missing or invalid token", body = crate::error::ErrorBody),
         (status = 403, description = "Not admin or manager", body = crate::error::ErrorBody),
@@ -221,10 +228,10 @@ pub async fn get_runs(
             "limit must be between 1 and 200".to_owned(),
         ));
     }
-    let runs: Vec<RecentRun> = load_recent_runs(&state.pool, i64::from(limit))
+    let runs = load_recent_runs(&state.pool, i64::from(limit))
         .await
         .map_err(ApiError::from_db)?;
-    Ok(no_store(Json(serde_json::json!({ "runs": runs }))))
+    Ok(no_store(Json(Runs { runs })))
 }
 
 /// The live figures as Server-Sent Events.

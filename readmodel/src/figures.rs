@@ -10,7 +10,7 @@ use crate::clock::local_date;
 use crate::scope::Scope;
 
 /// Direction of a pending figure against its value at the previous local midnight.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Trend {
     /// More pending than at local midnight.
@@ -32,9 +32,11 @@ impl Trend {
     }
 }
 
-/// The cockpit figures of one scope; serialises to the contract's JSON
-/// `{pendingT3, pendingT7, sentToday, conversionRate, t3Trend, t7Trend, scope, asOf}`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+/// The cockpit figures of one scope.
+// The doc comments here are also the gateway's OpenAPI descriptions (`ToSchema`), so the document
+// cannot drift from what is served: the contract's JSON
+// `{pendingT3, pendingT7, sentToday, conversionRate, t3Trend, t7Trend, scope, asOf}`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Figures {
     /// ACTIVE leads, clock running, T+3 not sent.
@@ -50,13 +52,15 @@ pub struct Figures {
     /// `pendingT7` against its value at the previous local midnight.
     pub t7_trend: Trend,
     /// `org` or `user:<id>`.
+    // Serialised as its key, a plain string.
+    #[schema(value_type = String)]
     pub scope: Scope,
     /// The instant the figures are for.
     pub as_of: DateTime<Utc>,
 }
 
 /// A producer run, from `lead.followup.processed.v1`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RecentRun {
     /// Id of the run (`followup_runs.id`).

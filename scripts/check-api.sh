@@ -82,7 +82,7 @@ run() {
 }
 failed=0
 # A valid token makes a stream an endless response: the streams (ours and the CRM's path) are
-# fuzzed with bad tokens only (their authorised behaviour is covered by gateway/tests/it/sse.rs
+# fuzzed with bad tokens only (their authorised behaviour is covered by e2e/tests/it/sse.rs
 # and rbac.rs).
 for who in admin sales; do
   run "$who" -H "Authorization: Bearer ${!who}" --checks all \

@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use chrono_tz::Tz;
-use followup_projector::{Figures, FiguresError, RecentRun, Scope, load_figures, load_recent_runs};
+use followup_readmodel::{Figures, FiguresError, RecentRun, Scope, load_figures, load_recent_runs};
 use serde::Deserialize;
 use sqlx::PgPool;
 
@@ -83,6 +83,13 @@ pub struct RunsQuery {
     pub limit: Option<u32>,
 }
 
+/// The recent runs, newest first.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Runs {
+    /// At most `limit` runs (default 20).
+    pub runs: Vec<RecentRun>,
+}
+
 /// The scope a caller asked for, after the role check.
 fn scope_for(principal: &Principal, query: &OwnerQuery) -> Result<Scope, ApiError> {
     let owner = principal.figures_owner(query.owner()?)?;
@@ -132,7 +139,7 @@ fn no_store<T: IntoResponse>(body: T) -> Response {
     tag = "followup",
     params(OwnerQuery),
     responses(
-        (status = 200, description = "The figures", body = crate::openapi::FiguresDoc),
+        (status = 200, description = "The figures", body = Figures),
         (status = 400, description = "Malformed query", body = crate::error::ErrorBody),
         (status = 401, description = "Missing or invalid token", body = crate::error::ErrorBody),
         (status = 403, description = "Not allowed to see this scope", body = crate::error::ErrorBody),
@@ -159,7 +166,7 @@ pub async fn get_metrics(
     tag = "followup",
     params(OwnerQuery),
     responses(
-        (status = 200, description = "The figures", body = crate::openapi::FiguresDoc),
+        (status = 200, description = "The figures", body = Figures),
         (status = 400, description = "Malformed query", body = crate::error::ErrorBody),
         (status = 401, description = "Missing or invalid token", body = crate::error::ErrorBody),
         (status = 403, description = "Not allowed to see this scope", body = crate::error::ErrorBody),
@@ -182,7 +189,7 @@ pub async fn get_metrics_crm_path(
     tag = "followup",
     params(RunsQuery),
     responses(
-        (status = 200, description = "The runs", body = crate::openapi::RunsDoc),
+        (status = 200, description = "The runs", body = Runs),
         (status = 400, description = "Malformed query", body = crate::error::ErrorBody),
         (status = 401, description = "Missing or invalid token", body = crate::error::ErrorBody),
         (status = 403, description = "Not admin or manager", body = crate::error::ErrorBody),
@@ -201,10 +208,10 @@ pub async fn get_runs(
             "limit must be between 1 and 200".to_owned(),
         ));
     }
-    let runs: Vec<RecentRun> = load_recent_runs(&state.pool, i64::from(limit))
+    let runs = load_recent_runs(&state.pool, i64::from(limit))
         .await
         .map_err(ApiError::from_db)?;
-    Ok(no_store(Json(serde_json::json!({ "runs": runs }))))
+    Ok(no_store(Json(Runs { runs })))
 }
 
 /// The live figures as Server-Sent Events.

@@ -1,8 +1,10 @@
 //! The follow-up gateway. It reads the projector's figures (never the CRM's tables) and serves
-//! them as JSON, as a pushed SSE stream and as the cockpit page, behind JWT auth with roles:
+//! them as JSON, as a pushed SSE stream and as the cockpit page, behind JWT auth with roles. It
+//! reads through the read model (`followup-readmodel`), not the projector crate, so it builds and
+//! ships without the projector's NATS consumer:
 //!
-//! - `GET /api/followup/metrics`, `GET /api/followup/runs`: JSON through the projector's read
-//!   functions ([`followup_projector::load_figures`], [`followup_projector::load_recent_runs`]).
+//! - `GET /api/followup/metrics`, `GET /api/followup/runs`: JSON through the read model's
+//!   functions ([`followup_readmodel::load_figures`], [`followup_readmodel::load_recent_runs`]).
 //! - `GET /api/dashboard/followup-stream`: SSE frames pushed by the [`hub`] when the projector's
 //!   core-NATS notice says a scope's figures changed.
 //! - `GET /`: the cockpit page compiled into the binary; `POST /api/session` trades the page's

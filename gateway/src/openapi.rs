@@ -1,66 +1,14 @@
-//! `/openapi.json`, generated from the handlers' annotations. The response types of the
-//! figures and runs live in the projector crate; their schemas are described here and a test
-//! checks that they name exactly the fields the real types serialise.
+//! `/openapi.json`, generated from the handlers' annotations. The schemas of the figures and runs
+//! are derived (`utoipa::ToSchema`) from the types the handlers serialise — `Figures`,
+//! `RecentRun` and `Trend` of the read model, [`Runs`] here — under the names clients and
+//! `scripts/check-api.sh` know; a test checks that they name exactly the fields those types
+//! serialise.
 
-use chrono::{DateTime, Utc};
+use followup_readmodel::{Figures, RecentRun, Trend};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi};
 
-/// Direction of a pending figure against its value at the previous local midnight.
-#[derive(ToSchema)]
-#[schema(as = Trend)]
-#[allow(dead_code)]
-#[serde(rename_all = "lowercase")]
-pub enum TrendDoc {
-    Up,
-    Down,
-    Flat,
-}
-
-/// The cockpit figures of one scope.
-#[derive(ToSchema)]
-#[schema(as = Figures)]
-#[allow(dead_code)]
-#[serde(rename_all = "camelCase")]
-pub struct FiguresDoc {
-    /// ACTIVE leads, clock running, T+3 not sent.
-    pub pending_t3: i64,
-    /// ACTIVE leads, clock running, T+3 sent, T+7 not sent.
-    pub pending_t7: i64,
-    /// Follow-ups delivered since local midnight (`FOLLOWUP_TZ`).
-    pub sent_today: i64,
-    /// Percent, two decimals, of the leads that got a follow-up and are now CONVERTED.
-    pub conversion_rate: f64,
-    pub t3_trend: TrendDoc,
-    pub t7_trend: TrendDoc,
-    /// `org` or `user:<id>`.
-    pub scope: String,
-    /// The instant the figures are for.
-    pub as_of: DateTime<Utc>,
-}
-
-/// A producer run.
-#[derive(ToSchema)]
-#[schema(as = RecentRun)]
-#[allow(dead_code)]
-#[serde(rename_all = "camelCase")]
-pub struct RecentRunDoc {
-    pub run_id: String,
-    pub t3_count: i64,
-    pub t7_count: i64,
-    pub skipped_count: i64,
-    pub error_count: i64,
-    pub processed_at: DateTime<Utc>,
-    pub duration_ms: i64,
-}
-
-/// The recent runs, newest first.
-#[derive(ToSchema)]
-#[schema(as = Runs)]
-#[allow(dead_code)]
-pub struct RunsDoc {
-    pub runs: Vec<RecentRunDoc>,
-}
+use crate::api::Runs;
 
 struct Security;
 
@@ -106,7 +54,7 @@ impl Modify for Security {
         crate::unsubscribe::confirm_unsubscribe,
         crate::unsubscribe::unsubscribe,
     ),
-    components(schemas(crate::error::ErrorBody, FiguresDoc, RecentRunDoc, RunsDoc, TrendDoc)),
+    components(schemas(crate::error::ErrorBody, Figures, RecentRun, Runs, Trend)),
     modifiers(&Security),
     tags(
         (name = "followup", description = "Cockpit figures"),
@@ -126,7 +74,8 @@ pub fn openapi_json() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use followup_projector::{Figures, RecentRun, Scope, Trend};
+    use chrono::Utc;
+    use followup_readmodel::Scope;
 
     fn property_names(doc: &serde_json::Value, schema: &str) -> Vec<String> {
         let mut names: Vec<String> = doc["components"]["schemas"][schema]["properties"]

@@ -16,7 +16,7 @@ use chrono_tz::Tz;
 use followup_contract::COCKPIT_CHANGED_SUBJECT;
 use followup_infra::ops::ops_router;
 use followup_infra::{Readiness, connect_database, connect_nats, prepare_database};
-use followup_projector::{ChangeNotice, FiguresError, Scope, load_figures};
+use followup_readmodel::{ChangeNotice, FiguresError, Scope, load_figures};
 use futures::StreamExt;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
@@ -186,7 +186,7 @@ async fn nosniff(
     response
 }
 
-/// The hub's loader: the projector's read function, serialised once per reload.
+/// The hub's loader: the read model's figures, serialised once per reload.
 fn loader(pool: PgPool, tz: Tz) -> Loader {
     Arc::new(move |scope: String| {
         let pool = pool.clone();

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Cli, Command, Config, DeadLettersCommand};
 use crate::dead_letters::{ReplayOutcome, ReplaySelection, list_dead_letters, replay_dead_letters};
-use crate::notice::{ChangeNotice, publish_notice};
+use crate::notice::{notice_for_batch, publish_notice};
 
 /// Runs the parsed command line until it is done or `shutdown` fires.
 pub async fn run_cli(cli: Cli, shutdown: CancellationToken) -> anyhow::Result<ExitCode> {
@@ -127,7 +127,7 @@ async fn replay_summary(
         match outcome {
             ReplayOutcome::Applied { id, report } => {
                 println!("dead letter {id}: applied");
-                if let Some(notice) = ChangeNotice::for_batch(report, chrono::Utc::now()) {
+                if let Some(notice) = notice_for_batch(report, chrono::Utc::now()) {
                     if client.is_none() {
                         client = Some(
                             connect_nats(&config.common.nats_url, "followup-projector", shutdown)

@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use followup_infra::CommonArgs;
-
-use crate::clock::Clock;
+use followup_readmodel::Clock;
 
 /// `followup-projector`: keeps the cockpit's follow-up figures from the `FOLLOWUP` stream.
 #[derive(Debug, Parser)]

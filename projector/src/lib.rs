@@ -14,23 +14,22 @@
 //! `projection_scope_figures` (current totals) and `projection_scope_days` (sent per local day of
 //! the delivery, and the net change of pending per local day of the event, whose sign is the
 //! trend). Day keys come from event times, never from the wall clock, so a rebuild yields the
-//! same rows. The gateway reads them through [`load_figures`] and [`load_recent_runs`].
+//! same rows. The read side (the figures' shape and queries, scopes, local days, the notice's
+//! body) is `followup-readmodel`; the gateway reads the projection through it, not through this
+//! crate.
 
 pub mod apply;
-pub mod clock;
 mod commands;
 pub mod config;
 pub mod consume;
 pub mod dead_letters;
-pub mod figures;
 mod fold;
 pub mod metrics;
 mod model;
-pub mod notice;
+mod notice;
 mod parse;
 pub mod prune;
 pub mod rebuild;
-pub mod scope;
 mod serve;
 pub mod show_events;
 pub mod snapshot;
@@ -39,18 +38,14 @@ pub mod verify;
 mod write;
 
 pub use apply::{ApplyError, BatchReport, apply_and_commit, apply_messages, apply_parsed};
-pub use clock::Clock;
 pub use commands::run_cli;
 pub use config::{Cli, Command, Config, DeadLettersCommand};
 pub use dead_letters::{
     DeadLetter, ReplayOutcome, ReplaySelection, list_dead_letters, replay_dead_letters,
 };
-pub use figures::{Figures, FiguresError, RecentRun, Trend, load_figures, load_recent_runs};
 pub use fold::Outcome;
-pub use notice::ChangeNotice;
 pub use parse::{InboundMessage, ParsedBatch, parse_batch};
 pub use rebuild::{RebuildProgress, rebuild_projection};
-pub use scope::Scope;
 pub use serve::run_projector_until_stopped;
 pub use snapshot::{SnapshotReport, begin_snapshot, ensure_snapshot, write_snapshot};
 pub use verify::{Mismatch, VerifyReport, verify_projection};

@@ -1,10 +1,10 @@
 //! The projector's Prometheus metrics, in their own registry. Base units, no user ids in labels.
 
 use followup_infra::metrics::{counter, counter_vec, gauge, histogram, int_gauge, int_gauge_vec};
+use followup_readmodel::Figures;
 use prometheus::{Gauge, Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry};
 
 use crate::apply::BatchReport;
-use crate::figures::Figures;
 
 /// Handles to every metric; cheap to clone.
 #[derive(Clone)]

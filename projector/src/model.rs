@@ -7,9 +7,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 use followup_contract::{FollowupKind, LeadChanged};
-
-use crate::clock::local_date;
-use crate::scope::{Scope, lead_members};
+use followup_readmodel::{Scope, lead_members, local_date};
 
 /// A lead as the projection knows it (`projection_leads`).
 #[derive(Debug, Clone, PartialEq)]

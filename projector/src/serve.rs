@@ -12,6 +12,7 @@ use followup_contract::PROJECTOR_CONSUMER;
 use followup_infra::{
     Readiness, connect_database, connect_nats, prepare_database, provision_stream,
 };
+use followup_readmodel::{Scope, load_figures};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -20,11 +21,9 @@ use tokio_util::sync::CancellationToken;
 use crate::apply::{BatchReport, apply_and_commit};
 use crate::config::Config;
 use crate::consume::{ack_all, nak_all, prefetch_batches};
-use crate::figures::load_figures;
 use crate::metrics::ProjectorMetrics;
-use crate::notice::{ChangeNotice, publish_notice};
+use crate::notice::{notice_for_batch, publish_notice};
 use crate::parse::ParsedBatch;
-use crate::scope::Scope;
 use crate::snapshot::ensure_snapshot;
 
 /// Runs the projector until `shutdown` fires: serves `/metrics`, `/healthz` and `/readyz` on
@@ -257,7 +256,7 @@ impl Projector {
 
     async fn after_commit(&self, report: &BatchReport, seconds: f64) {
         self.metrics.observe_batch(report, seconds);
-        if let Some(notice) = ChangeNotice::for_batch(report, Utc::now()) {
+        if let Some(notice) = notice_for_batch(report, Utc::now()) {
             publish_notice(&self.client, &notice).await;
         }
         // At most about once a second under load: the gauges are scraped, not streamed.

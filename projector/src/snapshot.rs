@@ -18,10 +18,10 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 use followup_contract::{FollowupKind, LeadChanged};
+use followup_readmodel::{local_date, local_midnight};
 use sqlx::{Connection, PgConnection, Row};
 
 use crate::apply::{APPLY_LOCK_KEY, ApplyError};
-use crate::clock::{local_date, local_midnight};
 use crate::fold::BatchPlan;
 use crate::model::{Delivery, LeadRecord, LeadState};
 use crate::write::{Progress, write_plan};

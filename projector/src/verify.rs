@@ -11,10 +11,8 @@ use std::fmt;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
+use followup_readmodel::{conversion_percent, local_date, local_midnight};
 use sqlx::{PgConnection, Row};
-
-use crate::clock::{local_date, local_midnight};
-use crate::figures::conversion_percent;
 
 /// One figure that differs.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,7 +1,6 @@
 use chrono::Utc;
-use followup_projector::{
-    ReplayOutcome, ReplaySelection, Scope, list_dead_letters, replay_dead_letters,
-};
+use followup_projector::{ReplayOutcome, ReplaySelection, list_dead_letters, replay_dead_letters};
+use followup_readmodel::Scope;
 
 use crate::helpers::{Harness, TZ, change, sample, wire};
 

@@ -1,6 +1,6 @@
 use chrono::Utc;
 use followup_contract::{FollowupKind, PROJECTOR_CONSUMER, STREAM_NAME};
-use followup_projector::Scope;
+use followup_readmodel::Scope;
 
 use crate::helpers::{Harness, change, http_get, sample, sent};
 

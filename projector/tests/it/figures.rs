@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use chrono::DateTime;
 use followup_contract::{COCKPIT_CHANGED_SUBJECT, FollowupKind};
-use followup_projector::{ChangeNotice, Clock, Scope, Trend, load_recent_runs};
+use followup_readmodel::{ChangeNotice, Clock, Scope, Trend, load_recent_runs};
 use followup_testkit::eventually;
 use futures::StreamExt;
 

@@ -12,7 +12,8 @@ use followup_contract::{
     CONTENT_TYPE, EventParts, EventType, FollowupKind, FollowupProcessed, FollowupSent,
     LeadChanged, PROJECTOR_CONSUMER, STREAM_NAME, change_key, outbox_key, run_key, sent_key,
 };
-use followup_projector::{Config, Figures, Scope, load_figures, run_projector_until_stopped};
+use followup_projector::{Config, run_projector_until_stopped};
+use followup_readmodel::{Figures, Scope, load_figures};
 use followup_testkit::{NatsServer, TestDb, eventually};
 use sqlx::Row;
 use tokio_util::sync::CancellationToken;

@@ -1,5 +1,5 @@
 use chrono::Utc;
-use followup_projector::Scope;
+use followup_readmodel::Scope;
 use sqlx::Row;
 
 use crate::helpers::{Harness, change, sample};

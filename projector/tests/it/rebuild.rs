@@ -1,6 +1,7 @@
 use chrono::Duration;
 use followup_contract::FollowupKind;
-use followup_projector::{Scope, rebuild_projection};
+use followup_projector::rebuild_projection;
+use followup_readmodel::Scope;
 
 use crate::helpers::{Harness, TZ, berlin, change, processed, sent};
 

@@ -4,7 +4,8 @@
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use followup_projector::{Scope, begin_snapshot, verify_projection, write_snapshot};
+use followup_projector::{begin_snapshot, verify_projection, write_snapshot};
+use followup_readmodel::Scope;
 use followup_testkit::crm::{self, CrmLead};
 use followup_testkit::eventually;
 use sqlx::Connection;

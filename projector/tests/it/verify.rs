@@ -1,5 +1,6 @@
 use chrono::Utc;
-use followup_projector::{Scope, verify_projection};
+use followup_projector::verify_projection;
+use followup_readmodel::Scope;
 
 use crate::crm::seed_and_publish;
 use crate::helpers::{Harness, TZ};

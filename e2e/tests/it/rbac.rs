@@ -353,8 +353,8 @@ async fn odd_requests_get_json_errors_never_500() {
     assert_eq!(status, 401);
 }
 
-const RSA_KEY: &str = include_str!("../fixtures/rsa-test-key.pem");
-const OTHER_RSA_KEY: &str = include_str!("../fixtures/rsa-other-key.pem");
+const RSA_KEY: &str = include_str!("../../../gateway/tests/fixtures/rsa-test-key.pem");
+const OTHER_RSA_KEY: &str = include_str!("../../../gateway/tests/fixtures/rsa-other-key.pem");
 const ISSUER: &str = "https://idp.test/realms/crm";
 
 fn rs256(pem: &str, claims: serde_json::Value) -> String {

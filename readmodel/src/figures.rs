@@ -10,11 +10,14 @@ use crate::clock::local_date;
 use crate::scope::Scope;
 
 /// Direction of a pending figure against its value at the previous local midnight.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Trend {
+    /// More pending than at local midnight.
     Up,
+    /// Fewer pending than at local midnight.
     Down,
+    /// As many pending as at local midnight.
     Flat,
 }
 
@@ -29,42 +32,60 @@ impl Trend {
     }
 }
 
-/// The cockpit figures of one scope; serialises to the contract's JSON
-/// `{pendingT3, pendingT7, sentToday, conversionRate, t3Trend, t7Trend, scope, asOf}`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+/// The cockpit figures of one scope.
+// The doc comments here are also the gateway's OpenAPI descriptions (`ToSchema`), so the document
+// cannot drift from what is served: the contract's JSON
+// `{pendingT3, pendingT7, sentToday, conversionRate, t3Trend, t7Trend, scope, asOf}`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Figures {
+    /// ACTIVE leads, clock running, T+3 not sent.
     pub pending_t3: i64,
+    /// ACTIVE leads, clock running, T+3 sent, T+7 not sent.
     pub pending_t7: i64,
+    /// Follow-ups delivered since local midnight (`FOLLOWUP_TZ`).
     pub sent_today: i64,
-    /// Percent with two decimals, of the leads that got a follow-up and are now CONVERTED.
+    /// Percent, two decimals, of the leads that got a follow-up and are now CONVERTED.
     pub conversion_rate: f64,
+    /// `pendingT3` against its value at the previous local midnight.
     pub t3_trend: Trend,
+    /// `pendingT7` against its value at the previous local midnight.
     pub t7_trend: Trend,
     /// `org` or `user:<id>`.
+    // Serialised as its key, a plain string.
+    #[schema(value_type = String)]
     pub scope: Scope,
-    /// The instant the figures were computed for.
+    /// The instant the figures are for.
     pub as_of: DateTime<Utc>,
 }
 
 /// A producer run, from `lead.followup.processed.v1`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RecentRun {
+    /// Id of the run (`followup_runs.id`).
     pub run_id: String,
+    /// T+3 follow-ups sent by the run.
     pub t3_count: i64,
+    /// T+7 follow-ups sent by the run.
     pub t7_count: i64,
+    /// Due leads skipped (no e-mail address or no consent).
     pub skipped_count: i64,
+    /// Follow-ups that finally failed in the run.
     pub error_count: i64,
+    /// When the run finished.
     pub processed_at: DateTime<Utc>,
+    /// Run duration in milliseconds.
     pub duration_ms: i64,
 }
 
 /// Why figures could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum FiguresError {
+    /// The query failed.
     #[error("reading the projection: {0}")]
     Database(#[from] sqlx::Error),
+    /// The projection keys its days in another zone than the caller's `tz`.
     #[error("the projection counts days in {stored}, the caller asked for {requested}")]
     TimeZoneMismatch { stored: String, requested: String },
 }

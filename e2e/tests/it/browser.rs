@@ -34,7 +34,7 @@ fn node_available() -> bool {
 }
 
 pub fn browser_test_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("browser-test")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../gateway/browser-test")
 }
 
 pub fn artifacts_dir() -> PathBuf {

@@ -31,10 +31,10 @@ impl Gateway {
             .parse()
             .unwrap();
         // BENCH_GATEWAY_WRAPPER, e.g. `valgrind --tool=massif`: where the gateway's memory goes.
-        let binary = env!("CARGO_BIN_EXE_followup-gateway");
+        let binary = crate::gateway_bin::gateway_binary().await;
         let wrapper = std::env::var("BENCH_GATEWAY_WRAPPER").unwrap_or_default();
         let mut argv: Vec<&str> = wrapper.split_whitespace().collect();
-        argv.extend([binary, "serve"]);
+        argv.extend([binary.to_str().expect("UTF-8 path"), "serve"]);
         let mut child = Command::new(argv[0])
             .args(&argv[1..])
             .env("DATABASE_URL", &stack.db.url)

@@ -1,4 +1,4 @@
-//! Gateway integration tests: the real gateway on port 0 with the real projector, the producer's
+//! Whole-pipeline tests: the real gateway on port 0 with the real projector, the producer's
 //! outbox relay, a private nats-server and a fresh Postgres database per test. No mocks.
 
 mod api_doc;
@@ -10,6 +10,7 @@ mod bench_pipeline;
 mod bench_util;
 mod browser;
 mod cross_user;
+mod gateway_bin;
 mod ops;
 mod rbac;
 mod sse;

@@ -13,8 +13,8 @@ use crate::support::{Auth, SECRET, SseClient, Stack, insert_lead};
 
 const ISSUER: &str = "https://idp.test/realms/crm";
 const AUDIENCE: &str = "cockpit";
-const RSA_KEY: &str = include_str!("../fixtures/rsa-test-key.pem");
-const RSA_PUBLIC: &str = include_str!("../fixtures/rsa-test-key.pub.pem");
+const RSA_KEY: &str = include_str!("../../../gateway/tests/fixtures/rsa-test-key.pem");
+const RSA_PUBLIC: &str = include_str!("../../../gateway/tests/fixtures/rsa-test-key.pub.pem");
 
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)

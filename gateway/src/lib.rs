@@ -11,7 +11,7 @@
 //!   token for an HttpOnly cookie.
 //! - `/metrics`, `/healthz`, `/readyz`, `/openapi.json`.
 //!
-//! The binary `followup-gateway` is a thin shell over [`run`] and [`auth::dev_token`].
+//! The binary `followup-gateway` is a thin shell over [`run_until_stopped`] and [`auth::dev_token`].
 
 pub mod api;
 pub mod auth;
@@ -26,4 +26,4 @@ pub mod state;
 pub mod unsubscribe;
 
 pub use config::{Cli, Command, DevTokenArgs, GatewayConfig, JwtConfig};
-pub use server::{router, run};
+pub use server::{router, run_until_stopped};

@@ -3,7 +3,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use followup_gateway::auth::{DevClaims, dev_token};
-use followup_gateway::{Cli, Command, run};
+use followup_gateway::{Cli, Command, run_until_stopped};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -16,7 +16,7 @@ async fn main() -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::bind(config.http_addr)
                 .await
                 .with_context(|| format!("binding HTTP_ADDR {}", config.http_addr))?;
-            run(*config, listener, shutdown).await
+            run_until_stopped(*config, listener, shutdown).await
         }
         Command::DevToken(args) => {
             let token = dev_token(

@@ -1,4 +1,4 @@
-//! [`run`]: connect, migrate, start the hub and the notice listener, and serve until shutdown.
+//! [`run_until_stopped`]: connect, migrate, start the hub and the notice listener, and serve until shutdown.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,7 +35,7 @@ use crate::unsubscribe;
 
 /// Runs the gateway on `listener` until `shutdown` fires; then open streams end cleanly,
 /// in-flight requests finish, and it returns. Bind port 0 in tests.
-pub async fn run(
+pub async fn run_until_stopped(
     config: GatewayConfig,
     listener: TcpListener,
     shutdown: CancellationToken,

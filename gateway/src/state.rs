@@ -1,5 +1,5 @@
 //! [`AppState`]: what every handler of the router can reach (the API, the session routes, the
-//! unsubscribe page), built once by [`crate::run`].
+//! unsubscribe page), built once by [`crate::run_until_stopped`].
 
 use std::sync::Arc;
 

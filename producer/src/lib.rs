@@ -2,7 +2,7 @@
 //! the CRM's rules, delivers the e-mails through a [`Mailer`], and records each outcome together
 //! with its `lead.followup.*` event in a transactional outbox; the [relay] publishes the
 //! outbox to the JetStream stream `FOLLOWUP` with `Nats-Msg-Id` set to the idempotency key and
-//! awaits every PubAck. The binary `followup-producer` is a thin shell over [`serve`] and
+//! awaits every PubAck. The binary `followup-producer` is a thin shell over [`run_until_stopped`] and
 //! [`run_once`].
 
 pub mod config;
@@ -28,5 +28,5 @@ pub use delivery::{Delivery, RetryPolicy};
 pub use mailer::Mailer;
 pub use metrics::ProducerMetrics;
 pub use run::{RunOutcome, RunReport, RunRequest, RunTrigger, execute_run};
-pub use service::{delivery_for, migrate, run_once, serve};
+pub use service::{delivery_for, migrate, run_once, run_until_stopped};
 pub use template::{Renderer, UnsubscribeLinks};

@@ -1,6 +1,6 @@
 use anyhow::Context;
 use clap::Parser;
-use followup_producer::{Cli, Command, migrate, run_once, serve};
+use followup_producer::{Cli, Command, migrate, run_once, run_until_stopped};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -12,7 +12,7 @@ async fn main() -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::bind(cli.config.http_addr)
                 .await
                 .with_context(|| format!("binding HTTP_ADDR {}", cli.config.http_addr))?;
-            serve(cli.config, listener, shutdown).await
+            run_until_stopped(cli.config, listener, shutdown).await
         }
         Command::RunOnce => {
             let report = run_once(cli.config, shutdown).await?;

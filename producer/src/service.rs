@@ -171,7 +171,7 @@ pub async fn run_once(
 }
 
 /// Runs the scheduler, the relay and the ops endpoints on `listener` until `shutdown` fires.
-pub async fn serve(
+pub async fn run_until_stopped(
     config: ProducerConfig,
     listener: TcpListener,
     shutdown: CancellationToken,

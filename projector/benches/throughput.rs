@@ -5,7 +5,7 @@
 //! publishes the events once, then measures:
 //! - bare: a durable pull consumer that fetches batches, inserts them into one table with one
 //!   UNNEST statement per batch in a transaction, commits and acks;
-//! - projector: `run_projector_until_stopped` from readiness until its consumer has everything
+//! - projector: `run_until_stopped` from readiness until its consumer has everything
 //!   acked (inbox, lead states, deliveries, scope counters, runs, all committed).
 //!
 //! BENCH_ROUNDS (default 3) alternates both loops. Prints events/s of both and their ratio per
@@ -22,7 +22,7 @@ use followup_contract::{
     PROJECTOR_CONSUMER, Payload, STREAM_NAME, change_key, run_key, sent_key,
 };
 use followup_projector::consume::{ack_all, fetch_batch};
-use followup_projector::{Config, run_projector_until_stopped};
+use followup_projector::{Config, run_until_stopped};
 use followup_testkit::{NatsServer, TestDb};
 use tokio_util::sync::CancellationToken;
 
@@ -256,7 +256,7 @@ async fn projector_run(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let token = CancellationToken::new();
-    let handle = tokio::spawn(run_projector_until_stopped(config, listener, token.clone()));
+    let handle = tokio::spawn(run_until_stopped(config, listener, token.clone()));
     // Time from readiness (connected, migrated, consumer looked up), as the bare loop's time
     // starts after its set-up too.
     while !readyz(addr).await {

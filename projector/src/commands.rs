@@ -23,7 +23,7 @@ pub async fn run_cli(cli: Cli, shutdown: CancellationToken) -> anyhow::Result<Ex
             let listener = tokio::net::TcpListener::bind(config.http_addr)
                 .await
                 .with_context(|| format!("binding HTTP_ADDR {}", config.http_addr))?;
-            crate::run_projector_until_stopped(config, listener, shutdown).await?;
+            crate::run_until_stopped(config, listener, shutdown).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Rebuild => {

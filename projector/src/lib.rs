@@ -46,6 +46,6 @@ pub use dead_letters::{
 pub use fold::Outcome;
 pub use parse::{InboundMessage, ParsedBatch, parse_batch};
 pub use rebuild::{RebuildProgress, rebuild_projection};
-pub use serve::run_projector_until_stopped;
+pub use serve::run_until_stopped;
 pub use snapshot::{SnapshotReport, begin_snapshot, ensure_snapshot, write_snapshot};
 pub use verify::{Mismatch, VerifyReport, verify_projection};

@@ -29,7 +29,7 @@ use crate::snapshot::ensure_snapshot;
 /// Runs the projector until `shutdown` fires: serves `/metrics`, `/healthz` and `/readyz` on
 /// `ops_listener` (bind port 0 in tests), consumes the stream and keeps the projection. A batch
 /// in hand when `shutdown` fires is finished (committed and acked) before it returns.
-pub async fn run_projector_until_stopped(
+pub async fn run_until_stopped(
     config: Config,
     ops_listener: TcpListener,
     shutdown: CancellationToken,

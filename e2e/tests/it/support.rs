@@ -74,7 +74,7 @@ impl Stack {
         projector.fetch_wait_ms = 100;
         let ops = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let projector_ops = ops.local_addr().unwrap();
-        tokio::spawn(followup_projector::run_projector_until_stopped(
+        tokio::spawn(followup_projector::run_until_stopped(
             projector,
             ops,
             pipeline.clone(),
@@ -85,7 +85,11 @@ impl Stack {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
-        let gateway = tokio::spawn(followup_gateway::run(config, listener, shutdown.clone()));
+        let gateway = tokio::spawn(followup_gateway::run_until_stopped(
+            config,
+            listener,
+            shutdown.clone(),
+        ));
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(20))
             .build()

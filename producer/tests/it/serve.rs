@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use clap::Parser;
-use followup_producer::{Cli, serve};
+use followup_producer::{Cli, run_until_stopped};
 use followup_testkit::{NatsServer, TestDb, eventually, http_get};
 use tokio_util::sync::CancellationToken;
 
@@ -34,7 +34,7 @@ async fn start_serve(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
-    let server = tokio::spawn(serve(cli.config, listener, shutdown.clone()));
+    let server = tokio::spawn(run_until_stopped(cli.config, listener, shutdown.clone()));
     (addr, shutdown, server)
 }
 
@@ -188,7 +188,7 @@ async fn readyz_is_not_200_before_database_and_nats_answer() {
         .await
         .unwrap();
     let shutdown = CancellationToken::new();
-    let server = tokio::spawn(serve(cli.config, listener, shutdown.clone()));
+    let server = tokio::spawn(run_until_stopped(cli.config, listener, shutdown.clone()));
     let mut answer = String::new();
     tokio::time::timeout(Duration::from_secs(10), probe.read_to_string(&mut answer))
         .await

@@ -12,7 +12,7 @@ use followup_contract::{
     CONTENT_TYPE, EventParts, EventType, FollowupKind, FollowupProcessed, FollowupSent,
     LeadChanged, PROJECTOR_CONSUMER, STREAM_NAME, change_key, outbox_key, run_key, sent_key,
 };
-use followup_projector::{Config, run_projector_until_stopped};
+use followup_projector::{Config, run_until_stopped};
 use followup_readmodel::{Figures, Scope, load_figures};
 use followup_testkit::{NatsServer, TestDb, eventually};
 use sqlx::Row;
@@ -56,7 +56,7 @@ impl Harness {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let token = CancellationToken::new();
-        let handle = tokio::spawn(run_projector_until_stopped(config, listener, token.clone()));
+        let handle = tokio::spawn(run_until_stopped(config, listener, token.clone()));
         RunningProjector {
             addr,
             token,

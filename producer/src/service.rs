@@ -1,4 +1,4 @@
-//! The two entry points: [`serve`] (scheduler, relay and ops endpoints until shutdown) and
+//! The two entry points: [`run_until_stopped`] (scheduler, relay and ops endpoints until shutdown) and
 //! [`run_once`] (one run now, then drain the outbox).
 
 use std::sync::Arc;

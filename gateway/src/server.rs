@@ -15,7 +15,9 @@ use chrono::Utc;
 use chrono_tz::Tz;
 use followup_contract::COCKPIT_CHANGED_SUBJECT;
 use followup_infra::ops::ops_router;
-use followup_infra::{Readiness, connect_database, connect_nats, prepare_database};
+use followup_infra::{
+    Backoff, Readiness, connect_database, connect_nats, prepare_database, retry_until,
+};
 use followup_readmodel::{ChangeNotice, FiguresError, Scope, load_figures};
 use futures::StreamExt;
 use sqlx::PgPool;
@@ -225,17 +227,16 @@ async fn listen_for_notices(
             return;
         }
     };
-    let mut subscription = loop {
-        match client.subscribe(COCKPIT_CHANGED_SUBJECT).await {
-            Ok(subscription) => break subscription,
-            Err(err) => {
-                tracing::warn!(error = %err, "cannot subscribe to change notices yet");
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                }
-            }
-        }
+    let subscribed = retry_until(
+        &shutdown,
+        "cannot subscribe to change notices yet",
+        None,
+        Backoff::new(Duration::from_secs(1), Duration::from_secs(1)),
+        || client.subscribe(COCKPIT_CHANGED_SUBJECT),
+    )
+    .await;
+    let Ok(mut subscription) = subscribed else {
+        return; // shut down before NATS took the subscription
     };
     // Make sure the server has the subscription before calling ourselves ready.
     let _ = client.flush().await;

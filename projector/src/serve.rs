@@ -10,7 +10,8 @@ use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
 use chrono::Utc;
 use followup_contract::PROJECTOR_CONSUMER;
 use followup_infra::{
-    Readiness, connect_database, connect_nats, prepare_database, provision_stream,
+    Backoff, Readiness, connect_database, connect_nats, prepare_database, provision_stream,
+    retry_until,
 };
 use followup_readmodel::{Scope, load_figures};
 use sqlx::PgPool;
@@ -75,20 +76,21 @@ async fn consume_until_stopped(
     let js = jetstream::new(client.clone());
     // JetStream may not be ready yet (a server starting, a cluster electing its leader): wait
     // for it like for the connection, rather than exit.
-    let consumer: PullConsumer = loop {
-        let stream = provision_stream(&js, &config.stream, shutdown).await?;
-        match stream.get_consumer(PROJECTOR_CONSUMER).await {
-            Ok(consumer) => break consumer,
-            Err(err) if !shutdown.is_cancelled() => {
-                tracing::warn!(error = %err, "projector consumer not available yet");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-            Err(err) => {
-                return Err(anyhow::anyhow!(err))
-                    .context("looking up the projector's durable consumer");
-            }
-        }
-    };
+    let consumer: PullConsumer = retry_until(
+        shutdown,
+        "projector consumer not available yet",
+        None,
+        Backoff::new(Duration::from_secs(1), Duration::from_secs(1)),
+        || async {
+            let stream = provision_stream(&js, &config.stream, shutdown).await?;
+            stream
+                .get_consumer(PROJECTOR_CONSUMER)
+                .await
+                .map_err(|e| anyhow::anyhow!(e))
+        },
+    )
+    .await
+    .context("looking up the projector's durable consumer")?;
     ready.store(true, Ordering::Relaxed);
     tracing::info!(
         tz = config.common.followup_tz.name(),
@@ -205,7 +207,7 @@ impl Projector {
         parsed: &ParsedBatch,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<Option<JoinHandle<()>>> {
-        let mut delay = Duration::from_millis(100);
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         let (report, seconds) = loop {
             let started = Instant::now();
             match apply_and_commit(&self.pool, self.config.common.followup_tz, parsed).await {
@@ -232,11 +234,9 @@ impl Projector {
                         _ = shutdown.cancelled() => return Ok(None),
                         _ = progress => {}
                     }
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return Ok(None),
-                        _ = tokio::time::sleep(delay) => {}
+                    if !backoff.wait(shutdown).await {
+                        return Ok(None);
                     }
-                    delay = (delay * 2).min(Duration::from_secs(5));
                 }
             }
         };

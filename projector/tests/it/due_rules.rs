@@ -2,15 +2,21 @@
 //! also run against the producer's claim): every case's lead is inserted into the CRM, then
 //! `verify`'s truth SQL and the projection (the snapshot of the CRM, folded by the pure model)
 //! must count it as the table says, lead by lead (each case has its own owner, so its user scope
-//! holds that lead alone) and for the organisation.
+//! holds that lead alone) and for the organisation. The projection is built twice: from the
+//! snapshot of the CRM, and from the events the CRM's triggers wrote (plus the earlier final
+//! failures as `lead.followup.failed.v1`).
 
-use chrono::Utc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use followup_contract::{EventParts, FollowupFailed, FollowupKind, failed_key};
 use followup_projector::{ensure_snapshot, truth_pending, verify_projection};
 use followup_readmodel::{Scope, load_figures};
-use followup_testkit::TestDb;
 use followup_testkit::due_cases::{Due, DueCase, due_cases};
+use followup_testkit::{TestDb, eventually};
+use sqlx::PgPool;
 
-use crate::helpers::TZ;
+use crate::helpers::{Harness, TZ};
 
 /// `(pendingT3, pendingT7)` the table expects of a case.
 fn expected(case: &DueCase) -> (i64, i64) {
@@ -30,18 +36,26 @@ async fn due_cases_pending_in_verify_truth_and_snapshot() {
         case.insert(&db.pool).await;
     }
     let mut conn = db.pool.acquire().await.unwrap();
-    let truth = truth_pending(&mut conn, now, TZ).await.unwrap();
     ensure_snapshot(&mut conn, TZ)
         .await
         .unwrap()
         .expect("a fresh projection takes the snapshot");
 
+    assert_forms_match(&db.pool, &cases, now).await;
+    let report = verify_projection(&mut conn, now, TZ).await.unwrap();
+    assert!(report.is_exact(), "{:#?}", report.mismatches);
+}
+
+/// `verify`'s truth and the projection count every case's lead as the table says.
+async fn assert_forms_match(pool: &PgPool, cases: &[DueCase], now: DateTime<Utc>) {
+    let mut conn = pool.acquire().await.unwrap();
+    let truth = truth_pending(&mut conn, now, TZ).await.unwrap();
     let mut wrong = Vec::new();
-    for case in &cases {
+    for case in cases {
         let want = expected(case);
         let scope = Scope::User(case.owner());
         let truth = truth.get(&scope.key()).copied().unwrap_or_default();
-        let figures = load_figures(&db.pool, &scope, now, TZ).await.unwrap();
+        let figures = load_figures(pool, &scope, now, TZ).await.unwrap();
         let projection = (figures.pending_t3, figures.pending_t7);
         if truth != want || projection != want {
             wrong.push(format!(
@@ -65,8 +79,55 @@ async fn due_cases_pending_in_verify_truth_and_snapshot() {
         sum,
         "org truth"
     );
-    let org = load_figures(&db.pool, &Scope::Org, now, TZ).await.unwrap();
+    let org = load_figures(pool, &Scope::Org, now, TZ).await.unwrap();
     assert_eq!((org.pending_t3, org.pending_t7), sum, "org projection");
+}
+
+#[tokio::test]
+async fn due_cases_pending_in_verify_truth_and_events() {
+    let h = Harness::start().await;
+    let projector = h.spawn_projector(h.config()).await;
+    // The (empty) snapshot first, so every case reaches the projection as events.
+    let snapshot = eventually(Duration::from_secs(30), || async {
+        sqlx::query_scalar::<_, bool>("SELECT snapshot_at IS NOT NULL FROM projection_state")
+            .fetch_optional(&h.db.pool)
+            .await
+            .ok()
+            .flatten()
+            .filter(|taken| *taken)
+    })
+    .await;
+    assert!(snapshot.is_some(), "no snapshot on first start");
+    let now = Utc::now();
+    let cases = due_cases(now);
+    let mut failures = Vec::new();
+    for case in &cases {
+        let id = case.insert(&h.db.pool).await;
+        if let Some(kind) = case.failed_earlier {
+            let kind = FollowupKind::parse(kind).expect("t3 or t7");
+            failures.push(EventParts::new(
+                Some(id.to_string()),
+                failed_key(id, kind),
+                now,
+                &FollowupFailed {
+                    lead_id: id,
+                    owner_user_id: case.lead.owner_user_id.clone(),
+                    kind,
+                    reason: "550 mailbox unavailable".into(),
+                    attempts: 5,
+                },
+            ));
+        }
+    }
+    assert!(h.relay_outbox().await >= cases.len(), "one event per lead");
+    for event in &failures {
+        h.publish(event).await;
+    }
+    h.wait_until_caught_up().await;
+    assert_forms_match(&h.db.pool, &cases, now).await;
+    let mut conn = h.db.pool.acquire().await.unwrap();
     let report = verify_projection(&mut conn, now, TZ).await.unwrap();
     assert!(report.is_exact(), "{:#?}", report.mismatches);
+    drop(conn);
+    projector.stop().await;
 }

@@ -48,4 +48,4 @@ pub use parse::{InboundMessage, ParsedBatch, parse_batch};
 pub use rebuild::{RebuildProgress, rebuild_projection};
 pub use serve::run_until_stopped;
 pub use snapshot::{SnapshotReport, begin_snapshot, ensure_snapshot, write_snapshot};
-pub use verify::{Mismatch, VerifyReport, verify_projection};
+pub use verify::{Mismatch, VerifyReport, truth_pending, verify_projection};

@@ -128,6 +128,24 @@ pub async fn verify_projection(
     Ok(report)
 }
 
+/// `verify`'s truth of the pending figures, `(pendingT3, pendingT7)` per scope (`org`,
+/// `user:<id>`), at `now` in `tz`: the SQL form of the cockpit's pending rule, for the tests that
+/// pin it to the one table of the rules (`followup_testkit::due_cases`).
+pub async fn truth_pending(
+    conn: &mut PgConnection,
+    now: DateTime<Utc>,
+    tz: Tz,
+) -> sqlx::Result<BTreeMap<String, (i64, i64)>> {
+    let today = local_date(now, tz);
+    let from = local_midnight(today, tz);
+    let until = local_midnight(today.succ_opt().expect("a next day"), tz);
+    Ok(load_truth(conn, from, until)
+        .await?
+        .into_iter()
+        .map(|(scope, c)| (scope, (c.pending_t3, c.pending_t7)))
+        .collect())
+}
+
 async fn load_projection(
     conn: &mut PgConnection,
     today: chrono::NaiveDate,

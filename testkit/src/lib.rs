@@ -6,6 +6,7 @@
 
 pub mod catalog;
 pub mod crm;
+pub mod due_cases;
 
 use std::net::TcpListener;
 use std::path::PathBuf;

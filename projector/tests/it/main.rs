@@ -4,6 +4,7 @@
 mod crm;
 mod dead_letters;
 mod dedup;
+mod due_rules;
 mod figures;
 mod helpers;
 mod kill;

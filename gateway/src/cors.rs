@@ -14,6 +14,15 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+/// The paths a page of another origin may call: the figures and the stream, under both names.
+pub const CROSS_ORIGIN_PATHS: [&str; 5] = [
+    "/api/followup/metrics",
+    "/api/followup/runs",
+    "/api/dashboard/followup-stream",
+    "/metrics/followup",
+    "/metrics/followup/stream",
+];
+
 /// How long a browser may cache a preflight answer (seconds).
 const PREFLIGHT_MAX_AGE: &str = "600";
 
@@ -36,8 +45,12 @@ impl CorsOrigins {
     }
 }
 
-/// The middleware, on the API and stream routes.
+/// The middleware, around the whole router (a layer on the routes alone would not see the
+/// `OPTIONS` requests the router answers 405); it acts on [`CROSS_ORIGIN_PATHS`] only.
 pub async fn cors(State(origins): State<CorsOrigins>, request: Request, next: Next) -> Response {
+    if !CROSS_ORIGIN_PATHS.contains(&request.uri().path()) {
+        return next.run(request).await;
+    }
     let allowed = request
         .headers()
         .get(header::ORIGIN)

@@ -278,8 +278,7 @@ pub fn router(state: AppState, readiness: Readiness) -> Router {
 pub fn router_with(state: AppState, readiness: Readiness, options: RouterOptions) -> Router {
     let metrics = state.metrics.clone();
     let openapi: Arc<str> = crate::openapi::openapi_json().into();
-    // What a page of another origin (the CRM's) may call, when CORS_ORIGINS lists it.
-    let mut cross_origin = Router::new()
+    let api = Router::new()
         .route("/api/followup/metrics", get(api::get_metrics))
         .route("/api/followup/runs", get(api::get_runs))
         .route("/api/dashboard/followup-stream", get(api::get_stream))
@@ -287,15 +286,12 @@ pub fn router_with(state: AppState, readiness: Readiness, options: RouterOptions
         .route("/metrics/followup", get(api::get_metrics_crm_path))
         .route("/metrics/followup/stream", get(api::get_stream_crm_path))
         .with_state(state.clone());
-    if let Some(origins) = options.cors {
-        cross_origin = cross_origin.layer(middleware::from_fn_with_state(origins, cors::cors));
-    }
     let ops = if options.metrics_on_main {
         ops_router(metrics.registry.clone(), readiness)
     } else {
         health_router(readiness)
     };
-    Router::new()
+    let app = Router::new()
         .route("/", get(page::index))
         .route("/assets/cockpit.js", get(page::script))
         .route("/assets/cockpit.css", get(page::style))
@@ -324,7 +320,7 @@ pub fn router_with(state: AppState, readiness: Readiness, options: RouterOptions
             }),
         )
         .with_state(state)
-        .merge(cross_origin)
+        .merge(api)
         .merge(ops)
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
@@ -334,7 +330,12 @@ pub fn router_with(state: AppState, readiness: Readiness, options: RouterOptions
             |_panic: Box<dyn std::any::Any + Send>| {
                 ApiError::Internal(anyhow::anyhow!("handler panicked")).into_response()
             },
-        ))
+        ));
+    // Outside everything else, so preflights are answered before routing (which would say 405).
+    match options.cors {
+        Some(origins) => app.layer(middleware::from_fn_with_state(origins, cors::cors)),
+        None => app,
+    }
 }
 
 async fn nosniff(

@@ -54,7 +54,8 @@ cleanup() {
 trap cleanup EXIT
 
 for svc in producer projector gateway; do
-  HTTP_ADDR=${addr[$svc]} "target/debug/followup-$svc" serve >"$out/$svc.log" 2>&1 &
+  # The SSE clients share six users' tokens: lift the gateway's per-user stream cap (20).
+  HTTP_ADDR=${addr[$svc]} SSE_MAX_CONNECTIONS_PER_USER=100000 "target/debug/followup-$svc" serve >"$out/$svc.log" 2>&1 &
   pid[$svc]=$!
   # The producer migrates first; the others wait for it.
   ready=0

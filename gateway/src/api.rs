@@ -18,6 +18,8 @@ use sqlx::PgPool;
 use crate::auth::{Principal, SESSION_COOKIE};
 use crate::error::ApiError;
 use crate::hub::Snapshot;
+use crate::limits::{Refused, SSE_RETRY_AFTER_SECS};
+use futures::StreamExt;
 // Re-exported for code written against the path `AppState` had before it got its own module.
 pub use crate::state::AppState;
 
@@ -228,7 +230,8 @@ pub async fn get_runs(
         (status = 400, description = "Malformed query", body = crate::error::ErrorBody),
         (status = 401, description = "Missing or invalid token", body = crate::error::ErrorBody),
         (status = 403, description = "Not allowed to see this scope", body = crate::error::ErrorBody),
-        (status = 503, description = "The projection cannot be read", body = crate::error::ErrorBody),
+        (status = 429, description = "The user holds SSE_MAX_CONNECTIONS_PER_USER streams already (`Retry-After`)", body = crate::error::ErrorBody),
+        (status = 503, description = "The projection cannot be read, or the gateway holds SSE_MAX_CONNECTIONS streams (then with `Retry-After`)", body = crate::error::ErrorBody),
     ),
     security(("bearer" = []), ("cookie" = []))
 )]
@@ -243,6 +246,22 @@ pub async fn get_stream(
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
+    // Taken before the first frame is loaded and held by the body: refused streams cost nothing.
+    let slot = state
+        .sse_limits
+        .acquire(&principal.user_id)
+        .map_err(|refused| match refused {
+            Refused::Gateway { max } => ApiError::Saturated {
+                detail: format!("this gateway holds its maximum of {max} streams; retry later"),
+                retry_after: SSE_RETRY_AFTER_SECS,
+            },
+            Refused::User { max } => ApiError::TooManyRequests {
+                detail: format!(
+                    "at most {max} open streams per user; close one (another tab?) or retry later"
+                ),
+                retry_after: SSE_RETRY_AFTER_SECS,
+            },
+        })?;
     let subscription = state
         .hub
         .subscribe(scope.key(), last_event_id)
@@ -261,6 +280,11 @@ pub async fn get_stream(
         state.metrics.clone(),
         state.shutdown.clone(),
     );
+    // The slot goes back when the body is dropped: client gone, token expired, shutdown.
+    let body = body.map(move |item| {
+        let _held = &slot;
+        item
+    });
     Ok((
         [
             (header::CONTENT_TYPE, "text/event-stream"),
@@ -287,7 +311,8 @@ pub async fn get_stream(
         (status = 400, description = "Malformed query", body = crate::error::ErrorBody),
         (status = 401, description = "Missing or invalid token", body = crate::error::ErrorBody),
         (status = 403, description = "Not allowed to see this scope", body = crate::error::ErrorBody),
-        (status = 503, description = "The projection cannot be read", body = crate::error::ErrorBody),
+        (status = 429, description = "The user holds SSE_MAX_CONNECTIONS_PER_USER streams already (`Retry-After`)", body = crate::error::ErrorBody),
+        (status = 503, description = "The projection cannot be read, or the gateway holds SSE_MAX_CONNECTIONS streams (then with `Retry-After`)", body = crate::error::ErrorBody),
     ),
     security(("bearer" = []), ("cookie" = []))
 )]

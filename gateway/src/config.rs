@@ -72,6 +72,26 @@ pub struct GatewayConfig {
     /// answers 503.
     #[arg(long, env = "UNSUBSCRIBE_SECRET", hide_env_values = true)]
     pub unsubscribe_secret: Option<String>,
+    /// Separate listener for `/metrics` (then no longer served on HTTP_ADDR); unset: `/metrics`
+    /// stays on HTTP_ADDR.
+    #[arg(long, env = "METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+    /// Comma-separated origins (`https://crm.example.com`) allowed to call the API and the
+    /// stream cross-origin, with credentials; empty: no CORS headers at all.
+    #[arg(long, env = "CORS_ORIGINS", default_value = "")]
+    pub cors_origins: String,
+    /// Open SSE streams per gateway process; beyond it a new stream gets 503 with Retry-After.
+    #[arg(long, env = "SSE_MAX_CONNECTIONS", default_value_t = 20_000,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub sse_max_connections: u64,
+    /// Open SSE streams per user; beyond it a new stream gets 429 with Retry-After.
+    #[arg(long, env = "SSE_MAX_CONNECTIONS_PER_USER", default_value_t = 20,
+          value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub sse_max_connections_per_user: u64,
+    /// A connection that has not sent complete request headers within this time (ms) is closed.
+    #[arg(long, env = "HTTP_HEADER_TIMEOUT_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub http_header_timeout_ms: u64,
 }
 
 /// How access tokens are checked.
@@ -138,6 +158,65 @@ pub enum ConfigError {
     EmptyUserClaim,
     #[error("{name} must not be blank when set")]
     Blank { name: &'static str },
+    #[error("CORS_ORIGINS entry {entry:?}: {reason}")]
+    CorsOrigin { entry: String, reason: &'static str },
+}
+
+/// Parses `CORS_ORIGINS`: comma-separated exact origins, `scheme://host[:port]` with an `http`
+/// or `https` scheme, no path, no user info, no wildcard (credentials are allowed, so every
+/// origin must be named). Returned lower-cased, as browsers send them.
+pub fn parse_cors_origins(list: &str) -> Result<Vec<String>, ConfigError> {
+    let mut origins = Vec::new();
+    for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let fail = |reason| ConfigError::CorsOrigin {
+            entry: entry.to_owned(),
+            reason,
+        };
+        if entry.contains('*') {
+            return Err(fail(
+                "wildcards are not allowed (credentials are sent); list each origin",
+            ));
+        }
+        let lower = entry.to_ascii_lowercase();
+        let (scheme, rest) = lower
+            .split_once("://")
+            .ok_or_else(|| fail("expected scheme://host[:port]"))?;
+        if scheme != "http" && scheme != "https" {
+            return Err(fail("the scheme must be http or https"));
+        }
+        if rest.is_empty() {
+            return Err(fail("the host is missing"));
+        }
+        if rest.contains(['/', '?', '#']) {
+            return Err(fail(
+                "an origin has no path, query or fragment (not even a trailing /)",
+            ));
+        }
+        if rest.contains('@') {
+            return Err(fail("an origin has no user info"));
+        }
+        if !rest
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
+        {
+            return Err(fail("the host contains characters an origin cannot have"));
+        }
+        if let Some((_, port)) = rest.rsplit_once(':').filter(|_| !rest.ends_with(']')) {
+            match port.parse::<u16>() {
+                Ok(p) if (scheme == "http" && p == 80) || (scheme == "https" && p == 443) => {
+                    return Err(fail(
+                        "browsers omit the scheme's default port in Origin; drop it",
+                    ));
+                }
+                Ok(_) => {}
+                Err(_) => return Err(fail("the port must be a number")),
+            }
+        }
+        if !origins.contains(&lower) {
+            origins.push(lower);
+        }
+    }
+    Ok(origins)
 }
 
 /// Shortest accepted HS256 secret.
@@ -216,6 +295,11 @@ impl GatewayConfig {
             sse_client_buffer: 16,
             unsubscribe_secret: None,
             tcp_user_timeout_ms: 30_000,
+            metrics_addr: None,
+            cors_origins: String::new(),
+            sse_max_connections: 20_000,
+            sse_max_connections_per_user: 20,
+            http_header_timeout_ms: 10_000,
         }
     }
 
@@ -233,6 +317,10 @@ impl GatewayConfig {
 
     pub fn sse_coalesce(&self) -> Duration {
         Duration::from_millis(self.sse_coalesce_ms)
+    }
+
+    pub fn http_header_timeout(&self) -> Duration {
+        Duration::from_millis(self.http_header_timeout_ms)
     }
 }
 
@@ -279,6 +367,34 @@ mod tests {
     }
 
     #[test]
+    fn cors_origins_are_exact_origins() {
+        assert_eq!(parse_cors_origins("").unwrap(), Vec::<String>::new());
+        assert_eq!(
+            parse_cors_origins(" https://CRM.example.com, http://localhost:5173 ,").unwrap(),
+            vec!["https://crm.example.com", "http://localhost:5173"]
+        );
+        assert_eq!(
+            parse_cors_origins("http://[::1]:8080").unwrap(),
+            vec!["http://[::1]:8080"]
+        );
+        for bad in [
+            "*",
+            "https://*.example.com",
+            "crm.example.com",
+            "ftp://crm.example.com",
+            "https://crm.example.com/",
+            "https://crm.example.com/api",
+            "https://user@crm.example.com",
+            "https://crm.example.com:443",
+            "https://crm.example.com:x",
+            "https://",
+        ] {
+            let err = parse_cors_origins(bad).expect_err(bad);
+            assert!(err.to_string().contains("CORS_ORIGINS"), "{err}");
+        }
+    }
+
+    #[test]
     fn cli_parses_serve_from_flags() {
         let cli = Cli::try_parse_from([
             "followup-gateway",
@@ -295,5 +411,10 @@ mod tests {
         assert_eq!(config.http_addr.to_string(), "127.0.0.1:8080");
         assert_eq!(config.common.followup_tz, chrono_tz::Europe::Berlin);
         assert_eq!(config.jwt.jwt_user_claim, "preferred_username");
+        assert_eq!(config.metrics_addr, None);
+        assert_eq!(config.cors_origins, "");
+        assert_eq!(config.sse_max_connections, 20_000);
+        assert_eq!(config.sse_max_connections_per_user, 20);
+        assert_eq!(config.http_header_timeout_ms, 10_000);
     }
 }

@@ -10,7 +10,7 @@ use serde::Serialize;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     /// Machine-readable: `unauthorized`, `forbidden`, `bad_request`, `not_found`,
-    /// `method_not_allowed`, `unavailable`, `internal`.
+    /// `method_not_allowed`, `too_many_requests`, `unavailable`, `internal`.
     pub code: String,
     /// Human-readable explanation, safe to show.
     pub detail: String,
@@ -37,6 +37,12 @@ pub enum ApiError {
     /// A dependency (the database) does not answer: 503.
     #[error("{0}")]
     Unavailable(String),
+    /// The caller holds too many of something (SSE streams): 429 with `Retry-After`.
+    #[error("{detail}")]
+    TooManyRequests { detail: String, retry_after: u64 },
+    /// The gateway holds as much as it takes (SSE streams): 503 with `Retry-After`.
+    #[error("{detail}")]
+    Saturated { detail: String, retry_after: u64 },
     /// Anything else: 500, details logged, never sent.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -50,7 +56,10 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::Saturated { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -62,7 +71,8 @@ impl ApiError {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
-            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Unavailable(_) | ApiError::Saturated { .. } => "unavailable",
+            ApiError::TooManyRequests { .. } => "too_many_requests",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -82,6 +92,11 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
+        let retry_after = match &self {
+            ApiError::TooManyRequests { retry_after, .. }
+            | ApiError::Saturated { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        };
         let detail = match &self {
             ApiError::Internal(err) => {
                 let reference = uuid::Uuid::new_v4().simple().to_string();
@@ -95,6 +110,11 @@ impl IntoResponse for ApiError {
             detail,
         };
         let mut response = (status, Json(body)).into_response();
+        if let Some(seconds) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -120,6 +140,37 @@ mod tests {
         let body: ErrorBody = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(body.code, "internal");
         assert!(!body.detail.contains("hunter2"), "{}", body.detail);
+    }
+
+    #[tokio::test]
+    async fn refusals_for_load_carry_retry_after() {
+        for (error, status, code) in [
+            (
+                ApiError::TooManyRequests {
+                    detail: "too many streams".into(),
+                    retry_after: 5,
+                },
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_requests",
+            ),
+            (
+                ApiError::Saturated {
+                    detail: "full".into(),
+                    retry_after: 5,
+                },
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+            ),
+        ] {
+            let response = error.into_response();
+            assert_eq!(response.status(), status);
+            assert_eq!(response.headers()[header::RETRY_AFTER], "5");
+            let bytes = axum::body::to_bytes(response.into_body(), 4096)
+                .await
+                .unwrap();
+            let body: ErrorBody = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(body.code, code);
+        }
     }
 
     #[tokio::test]

@@ -16,8 +16,10 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod cors;
 pub mod error;
 pub mod hub;
+pub mod limits;
 pub mod metrics;
 pub mod openapi;
 pub mod page;
@@ -26,4 +28,6 @@ pub mod state;
 pub mod unsubscribe;
 
 pub use config::{Cli, Command, DevTokenArgs, GatewayConfig, JwtConfig};
-pub use server::{router, run_until_stopped};
+pub use server::{
+    RouterOptions, router, router_with, run_until_stopped, run_with_metrics_listener,
+};

@@ -10,16 +10,18 @@ use axum::http::{HeaderValue, header};
 use axum::middleware;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::serve::ListenerExt;
 use chrono::Utc;
 use chrono_tz::Tz;
 use followup_contract::COCKPIT_CHANGED_SUBJECT;
-use followup_infra::ops::ops_router;
+use followup_infra::ops::{health_router, metrics_router, ops_router};
 use followup_infra::{
     Backoff, Readiness, connect_database, connect_nats, prepare_database, retry_until,
 };
 use followup_readmodel::{ChangeNotice, FiguresError, Scope, load_figures};
 use futures::StreamExt;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -27,21 +29,48 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::api;
 use crate::auth::Authenticator;
-use crate::config::GatewayConfig;
+use crate::config::{GatewayConfig, parse_cors_origins};
+use crate::cors::{self, CorsOrigins};
 use crate::error::ApiError;
 use crate::hub::{Hub, HubConfig, Loader};
+use crate::limits::SseLimits;
 use crate::metrics::{GatewayMetrics, track_http};
 use crate::page;
 use crate::state::AppState;
 use crate::unsubscribe;
 
 /// Runs the gateway on `listener` until `shutdown` fires; then open streams end cleanly,
-/// in-flight requests finish, and it returns. Bind port 0 in tests.
+/// in-flight requests finish, and it returns. Bind port 0 in tests. When `METRICS_ADDR` is set,
+/// `/metrics` is served on a listener bound to it here (and not on `listener`); tests that
+/// need to know its port bind it themselves and call [`run_with_metrics_listener`].
 pub async fn run_until_stopped(
     config: GatewayConfig,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let metrics_listener = match config.metrics_addr {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding METRICS_ADDR {addr}"))?,
+        ),
+        None => None,
+    };
+    run_with_metrics_listener(config, listener, metrics_listener, shutdown).await
+}
+
+/// [`run_until_stopped`] with the `/metrics` listener bound by the caller: `Some` serves
+/// `/metrics` there only (`METRICS_ADDR` is then not read), `None` serves it on `listener`.
+pub async fn run_with_metrics_listener(
+    config: GatewayConfig,
+    listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let cors_origins = parse_cors_origins(&config.cors_origins)?;
+    let cors = (!cors_origins.is_empty())
+        .then(|| CorsOrigins::new(&cors_origins))
+        .transpose()?;
     let auth = Authenticator::from_config(&config.jwt, &shutdown).await?;
     let metrics = GatewayMetrics::new();
     let readiness = Readiness::default();
@@ -82,6 +111,10 @@ pub async fn run_until_stopped(
         tz: config.common.followup_tz,
         auth,
         hub,
+        sse_limits: SseLimits::new(
+            usize::try_from(config.sse_max_connections).unwrap_or(usize::MAX),
+            usize::try_from(config.sse_max_connections_per_user).unwrap_or(usize::MAX),
+        ),
         metrics: metrics.clone(),
         cookie_secure: config.cookie_secure,
         shutdown: shutdown.clone(),
@@ -90,33 +123,45 @@ pub async fn run_until_stopped(
             .as_ref()
             .map(|s| s.as_bytes().into()),
     };
-    let app = router(state, readiness);
+    let options = RouterOptions {
+        cors,
+        metrics_on_main: metrics_listener.is_none(),
+    };
+    let app = router_with(state, readiness, options);
     let addr = listener.local_addr().context("listener address")?;
-    let user_timeout = config.tcp_user_timeout();
-    // No Nagle delay on small SSE frames; and a peer that stops acknowledging (or keeps its
-    // window shut: a stalled stream client) is disconnected by the kernel after the timeout,
-    // which frees what hyper and the socket still hold for it.
-    let listener = listener.tap_io(move |tcp: &mut tokio::net::TcpStream| {
-        if let Err(err) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %err, "TCP_NODELAY");
+    let connections = Connections {
+        header_timeout: config.http_header_timeout(),
+        user_timeout: config.tcp_user_timeout(),
+    };
+    let metrics_served = match metrics_listener {
+        Some(metrics_listener) => {
+            let metrics_addr = metrics_listener
+                .local_addr()
+                .context("metrics listener address")?;
+            tracing::info!(addr = %metrics_addr, "gateway serving /metrics");
+            Some(tokio::spawn(serve_connections(
+                metrics_listener,
+                metrics_router(metrics.registry.clone())
+                    .fallback(api::not_found)
+                    .method_not_allowed_fallback(api::method_not_allowed),
+                connections,
+                shutdown.clone(),
+            )))
         }
-        #[cfg(target_os = "linux")]
-        if let Err(err) = socket2::SockRef::from(&*tcp).set_tcp_user_timeout(Some(user_timeout)) {
-            tracing::debug!(error = %err, "TCP_USER_TIMEOUT");
-        }
-        #[cfg(not(target_os = "linux"))]
-        let _ = user_timeout;
-    });
+        None => None,
+    };
     tracing::info!(
         addr = %addr,
         tz = config.common.followup_tz.name(),
         "gateway serving"
     );
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+    let served = serve_connections(listener, app, connections, shutdown.clone())
         .await
         .context("serving HTTP");
     shutdown.cancel();
+    if let Some(metrics_served) = metrics_served {
+        let _ = metrics_served.await;
+    }
     let _ = worker.await;
     let _ = notices.await;
     let _ = watcher.await;
@@ -125,25 +170,136 @@ pub async fn run_until_stopped(
     served
 }
 
-/// All routes, with request metrics, JSON 404/405 and panics turned into a JSON 500.
+/// How accepted connections are set up.
+#[derive(Debug, Clone, Copy)]
+struct Connections {
+    /// `HTTP_HEADER_TIMEOUT_MS`: complete request headers within this time, or the connection
+    /// is closed (also between requests on a kept-alive connection).
+    header_timeout: Duration,
+    /// `TCP_USER_TIMEOUT_MS`.
+    user_timeout: Duration,
+}
+
+/// Serves HTTP/1.1 on `listener` until `shutdown` fires, then lets every open connection finish
+/// its response (streams end on the same signal) and returns. Hyper directly rather than
+/// `axum::serve`, which does not expose hyper's `header_read_timeout`: a client that opens
+/// connections and sends its headers slowly, or never, would hold them forever.
+async fn serve_connections(
+    listener: TcpListener,
+    app: Router,
+    connections: Connections,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(connections.header_timeout);
+    let graceful = GracefulShutdown::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let tcp = match accepted {
+            Ok((tcp, _peer)) => tcp,
+            Err(err) if is_connection_error(&err) => continue,
+            Err(err) => {
+                // Out of file descriptors and the like: wait rather than spin.
+                tracing::error!(error = %err, "accepting a connection");
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                }
+            }
+        };
+        tune_socket(&tcp, connections.user_timeout);
+        let connection =
+            http.serve_connection(TokioIo::new(tcp), TowerToHyperService::new(app.clone()));
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::debug!(error = %err, "HTTP connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
+
+fn is_connection_error(err: &std::io::Error) -> bool {
+    matches!(
+        err.kind(),
+        std::io::ErrorKind::ConnectionRefused
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::ConnectionReset
+    )
+}
+
+/// No Nagle delay on small SSE frames; and a peer that stops acknowledging (or keeps its window
+/// shut: a stalled stream client) is disconnected by the kernel after the timeout, which frees
+/// what hyper and the socket still hold for it.
+fn tune_socket(tcp: &tokio::net::TcpStream, user_timeout: Duration) {
+    if let Err(err) = tcp.set_nodelay(true) {
+        tracing::debug!(error = %err, "TCP_NODELAY");
+    }
+    #[cfg(target_os = "linux")]
+    if let Err(err) = socket2::SockRef::from(tcp).set_tcp_user_timeout(Some(user_timeout)) {
+        tracing::debug!(error = %err, "TCP_USER_TIMEOUT");
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = user_timeout;
+}
+
+/// What [`router_with`] adds beyond the routes.
+#[derive(Debug, Clone)]
+pub struct RouterOptions {
+    /// `CORS_ORIGINS`; `None`: no CORS headers.
+    pub cors: Option<CorsOrigins>,
+    /// Serve `/metrics` on this router (no `METRICS_ADDR`).
+    pub metrics_on_main: bool,
+}
+
+impl Default for RouterOptions {
+    fn default() -> Self {
+        RouterOptions {
+            cors: None,
+            metrics_on_main: true,
+        }
+    }
+}
+
+/// All routes, with request metrics, JSON 404/405 and panics turned into a JSON 500; `/metrics`
+/// included, no CORS.
 pub fn router(state: AppState, readiness: Readiness) -> Router {
+    router_with(state, readiness, RouterOptions::default())
+}
+
+/// [`router`] with CORS on the API and stream routes and `/metrics` as `options` say.
+pub fn router_with(state: AppState, readiness: Readiness, options: RouterOptions) -> Router {
     let metrics = state.metrics.clone();
     let openapi: Arc<str> = crate::openapi::openapi_json().into();
-    Router::new()
-        .route("/", get(page::index))
-        .route("/assets/cockpit.js", get(page::script))
-        .route("/assets/cockpit.css", get(page::style))
-        .route("/assets/early.js", get(page::early_script))
+    let api = Router::new()
         .route("/api/followup/metrics", get(api::get_metrics))
         .route("/api/followup/runs", get(api::get_runs))
-        .route(
-            "/unsubscribe",
-            get(unsubscribe::confirm_unsubscribe).post(unsubscribe::unsubscribe),
-        )
         .route("/api/dashboard/followup-stream", get(api::get_stream))
         // The CRM's resource paths for the same figures and stream (DESIGN.md "Interfaces").
         .route("/metrics/followup", get(api::get_metrics_crm_path))
         .route("/metrics/followup/stream", get(api::get_stream_crm_path))
+        .with_state(state.clone());
+    let ops = if options.metrics_on_main {
+        ops_router(metrics.registry.clone(), readiness)
+    } else {
+        health_router(readiness)
+    };
+    let app = Router::new()
+        .route("/", get(page::index))
+        .route("/assets/cockpit.js", get(page::script))
+        .route("/assets/cockpit.css", get(page::style))
+        .route("/assets/early.js", get(page::early_script))
+        .route(
+            "/unsubscribe",
+            get(unsubscribe::confirm_unsubscribe).post(unsubscribe::unsubscribe),
+        )
         .route(
             "/api/session",
             axum::routing::post(api::create_session).delete(api::delete_session),
@@ -164,7 +320,8 @@ pub fn router(state: AppState, readiness: Readiness) -> Router {
             }),
         )
         .with_state(state)
-        .merge(ops_router(metrics.registry.clone(), readiness))
+        .merge(api)
+        .merge(ops)
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
         .layer(middleware::from_fn(nosniff))
@@ -173,7 +330,12 @@ pub fn router(state: AppState, readiness: Readiness) -> Router {
             |_panic: Box<dyn std::any::Any + Send>| {
                 ApiError::Internal(anyhow::anyhow!("handler panicked")).into_response()
             },
-        ))
+        ));
+    // Outside everything else, so preflights are answered before routing (which would say 405).
+    match options.cors {
+        Some(origins) => app.layer(middleware::from_fn_with_state(origins, cors::cors)),
+        None => app,
+    }
 }
 
 async fn nosniff(

@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::Authenticator;
 use crate::hub::Hub;
+use crate::limits::SseLimits;
 use crate::metrics::GatewayMetrics;
 
 /// What every handler can reach.
@@ -19,6 +20,8 @@ pub struct AppState {
     pub tz: Tz,
     pub auth: Authenticator,
     pub hub: Hub,
+    /// `SSE_MAX_CONNECTIONS` and `SSE_MAX_CONNECTIONS_PER_USER`.
+    pub sse_limits: SseLimits,
     pub metrics: GatewayMetrics,
     pub cookie_secure: bool,
     pub shutdown: CancellationToken,

@@ -47,22 +47,25 @@ impl Readiness {
     }
 }
 
-#[derive(Clone)]
-struct OpsState {
-    registry: Registry,
-    readiness: Readiness,
-}
-
 /// The router with `/metrics`, `/healthz` and `/readyz`; the gateway merges it into its own.
 pub fn ops_router(registry: Registry, readiness: Readiness) -> Router {
+    health_router(readiness).merge(metrics_router(registry))
+}
+
+/// `/healthz` and `/readyz` alone (the gateway's public port when `/metrics` has a listener of
+/// its own).
+pub fn health_router(readiness: Readiness) -> Router {
     Router::new()
-        .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .with_state(OpsState {
-            registry,
-            readiness,
-        })
+        .with_state(readiness)
+}
+
+/// `/metrics` alone.
+pub fn metrics_router(registry: Registry) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(registry)
 }
 
 /// Serves the operational endpoints on `listener` until `shutdown` fires.
@@ -77,9 +80,9 @@ pub async fn serve_ops(
         .await
 }
 
-async fn metrics(State(state): State<OpsState>) -> impl IntoResponse {
+async fn metrics(State(registry): State<Registry>) -> impl IntoResponse {
     let mut buf = Vec::with_capacity(8 * 1024);
-    let families = state.registry.gather();
+    let families = registry.gather();
     match TextEncoder::new().encode(&families, &mut buf) {
         Ok(()) => (
             StatusCode::OK,
@@ -97,8 +100,8 @@ async fn metrics(State(state): State<OpsState>) -> impl IntoResponse {
     }
 }
 
-async fn readyz(State(state): State<OpsState>) -> impl IntoResponse {
-    let failing = state.readiness.failing();
+async fn readyz(State(readiness): State<Readiness>) -> impl IntoResponse {
+    let failing = readiness.failing();
     if failing.is_empty() {
         (StatusCode::OK, "ready".to_owned())
     } else {

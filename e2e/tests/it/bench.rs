@@ -134,7 +134,12 @@ async fn bench_push_latency() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(20);
     println!("SSE_COALESCE_MS={coalesce}");
-    let stack = Stack::start_with(|c| c.sse_coalesce_ms = coalesce).await;
+    let stack = Stack::start_with(|c| {
+        c.sse_coalesce_ms = coalesce;
+        // The extra clients are all one user's.
+        c.sse_max_connections_per_user = 100_000;
+    })
+    .await;
     stack.nats.skip_catalog_check("benchmark: the integration tests validate events against the catalog; here it would only lengthen the run");
     let admin = token("boss", &["admin"]);
     let lead = insert_lead(&stack.db.pool, "u1", &[], Utc::now()).await;

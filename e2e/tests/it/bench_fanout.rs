@@ -41,6 +41,9 @@ impl Gateway {
             .env("NATS_URL", stack.nats.url())
             .env("HTTP_ADDR", addr.to_string())
             .env("JWT_SECRET", SECRET)
+            // Every client is the one admin; the default per-user cap is 20.
+            .env("SSE_MAX_CONNECTIONS_PER_USER", "100000")
+            .env("SSE_MAX_CONNECTIONS", "1000000")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()

@@ -11,6 +11,7 @@ mod bench_util;
 mod browser;
 mod cross_user;
 mod gateway_bin;
+mod limits;
 mod ops;
 mod rbac;
 mod sse;

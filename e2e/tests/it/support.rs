@@ -23,6 +23,8 @@ pub struct Stack {
     pub db: TestDb,
     pub nats: NatsServer,
     pub addr: SocketAddr,
+    /// The gateway's separate `/metrics` listener, when started with one.
+    pub metrics_addr: Option<SocketAddr>,
     /// `/metrics` of the in-process projector and of the relay (producer metrics).
     pub projector_ops: SocketAddr,
     pub relay_ops: SocketAddr,
@@ -40,6 +42,15 @@ impl Stack {
     }
 
     pub async fn start_with(tweak: impl FnOnce(&mut GatewayConfig)) -> Stack {
+        Stack::start_full(tweak, false).await
+    }
+
+    /// [`Stack::start_with`]; with `separate_metrics` the gateway serves `/metrics` on a
+    /// listener of its own (as with `METRICS_ADDR`), bound here on port 0.
+    pub async fn start_full(
+        tweak: impl FnOnce(&mut GatewayConfig),
+        separate_metrics: bool,
+    ) -> Stack {
         if std::env::var_os("RUST_LOG").is_some() {
             followup_infra::telemetry::init_tracing();
         }
@@ -85,9 +96,16 @@ impl Stack {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
-        let gateway = tokio::spawn(followup_gateway::run_until_stopped(
+        let metrics_listener = if separate_metrics {
+            Some(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap())
+        } else {
+            None
+        };
+        let metrics_addr = metrics_listener.as_ref().map(|l| l.local_addr().unwrap());
+        let gateway = tokio::spawn(followup_gateway::run_with_metrics_listener(
             config,
             listener,
+            metrics_listener,
             shutdown.clone(),
         ));
         let http = reqwest::Client::builder()
@@ -98,6 +116,7 @@ impl Stack {
             db,
             nats,
             addr,
+            metrics_addr,
             projector_ops,
             relay_ops,
             http,
@@ -283,6 +302,8 @@ pub enum SseItem {
 pub struct SseClient {
     pub status: u16,
     pub content_type: String,
+    /// `Retry-After` of a refused stream.
+    pub retry_after: Option<String>,
     body: Option<futures::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>>,
     buffer: String,
     pub retry: Option<u64>,
@@ -341,11 +362,17 @@ impl SseClient {
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_owned();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         if status != 200 {
             let text = response.text().await.unwrap_or_default();
             return SseClient {
                 status,
                 content_type,
+                retry_after,
                 body: None,
                 buffer: String::new(),
                 retry: None,
@@ -355,6 +382,7 @@ impl SseClient {
         SseClient {
             status,
             content_type,
+            retry_after,
             body: Some(response.bytes_stream().boxed()),
             buffer: String::new(),
             retry: None,

@@ -20,6 +20,7 @@ pub mod cors;
 pub mod error;
 pub mod hub;
 pub mod limits;
+mod listen;
 pub mod metrics;
 pub mod openapi;
 pub mod page;

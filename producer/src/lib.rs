@@ -17,12 +17,6 @@ pub mod schedule;
 pub mod service;
 pub mod template;
 
-/// The former home of the long-running relay, now [`relay::run_relay_until_stopped`]: kept
-/// because the gateway's integration tests import it from here.
-pub mod relay_loop {
-    pub use crate::relay::run_relay_until_stopped;
-}
-
 pub use config::{Cli, Command, ProducerConfig};
 pub use delivery::{Delivery, RetryPolicy};
 pub use mailer::Mailer;

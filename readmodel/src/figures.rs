@@ -39,9 +39,9 @@ impl Trend {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Figures {
-    /// ACTIVE leads, clock running, T+3 not sent.
+    /// ACTIVE leads, clock running, contactable, T+3 neither sent nor finally failed.
     pub pending_t3: i64,
-    /// ACTIVE leads, clock running, T+3 sent, T+7 not sent.
+    /// ACTIVE leads, clock running, contactable, T+3 sent, T+7 not sent, neither finally failed.
     pub pending_t7: i64,
     /// Follow-ups delivered since local midnight (`FOLLOWUP_TZ`).
     pub sent_today: i64,

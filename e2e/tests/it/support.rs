@@ -10,7 +10,7 @@ use followup_gateway::GatewayConfig;
 use followup_gateway::auth::{DevClaims, dev_token};
 use followup_producer::ProducerMetrics;
 use followup_producer::relay::RelayConfig;
-use followup_producer::relay_loop::run_relay_until_stopped;
+use followup_producer::relay::run_relay_until_stopped;
 use followup_testkit::{NatsServer, TestDb, eventually};
 use futures::StreamExt;
 use serde_json::Value;

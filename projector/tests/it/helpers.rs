@@ -93,9 +93,12 @@ impl Harness {
         stream.get_consumer(PROJECTOR_CONSUMER).await.ok()
     }
 
-    /// Waits until the projector's consumer has every stream message delivered and acked.
+    /// Waits until the projector's consumer has every stream message delivered and acked. The
+    /// bound covers two `ack_wait` rounds (30 s each): after a SIGKILL, what the dead projector
+    /// had been delivered comes back after one round, and a message the server handed to it as
+    /// it died can take a second (seen: the last of 2 000 messages at 60.0 s).
     pub async fn wait_until_caught_up(&self) {
-        let caught_up = eventually(Duration::from_secs(60), || async {
+        let caught_up = eventually(Duration::from_secs(120), || async {
             let mut consumer = self.consumer().await?;
             let info = consumer.info().await.ok()?;
             (info.num_pending == 0

@@ -72,10 +72,10 @@ VALUES
    (now() AT TIME ZONE 'UTC') - interval '1 day', false, NULL, '{"emailConsent": true}', 'crm');
 INSERT INTO lead_collaborators (lead_id, user_id)
   SELECT id, u FROM leads, unnest(ARRAY['carol', 'dave']) AS u WHERE company_name = 'Sonstiges Sechs';
-UPDATE leads SET owner_user_id = 'carol' WHERE company_name = 'Sonstiges Sechs';
+UPDATE leads SET owner_user_id = 'carol', version = version + 1, updated_at = now() AT TIME ZONE 'UTC' WHERE company_name = 'Sonstiges Sechs';
 INSERT INTO lead_consent (lead_id, channel, status)
   SELECT id, 'EMAIL', 'OPT_OUT' FROM leads WHERE company_name = 'Sonstiges Sechs';
-UPDATE leads SET status = 'CONVERTED' WHERE company_name = 'Sonstiges Sechs';
+UPDATE leads SET status = 'CONVERTED', version = version + 1, updated_at = now() AT TIME ZONE 'UTC' WHERE company_name = 'Sonstiges Sechs';
 DELETE FROM leads WHERE company_name = 'Sonstiges Sechs';
 SQL
 

@@ -120,16 +120,21 @@ pub struct NatsServer {
 impl NatsServer {
     /// Starts `nats-server -js` on a free loopback port with a temporary store.
     pub fn start() -> NatsServer {
-        let port = free_port();
-        let store = tempfile::tempdir().expect("temp dir for JetStream store");
-        let mut server = NatsServer {
-            port,
-            store,
-            child: None,
-            check_catalog: std::sync::atomic::AtomicBool::new(true),
-        };
-        server.restart();
-        server
+        // A free port can be taken by a parallel test between `free_port` and the server's bind:
+        // then this server exits and another port is tried.
+        for _ in 0..5 {
+            let store = tempfile::tempdir().expect("temp dir for JetStream store");
+            let mut server = NatsServer {
+                port: free_port(),
+                store,
+                child: None,
+                check_catalog: std::sync::atomic::AtomicBool::new(true),
+            };
+            if server.spawn_and_wait() {
+                return server;
+            }
+        }
+        panic!("nats-server did not start listening on any of 5 free ports");
     }
 
     /// `nats://127.0.0.1:<port>`.
@@ -152,14 +157,29 @@ impl NatsServer {
 
     /// Starts the server again on the same port with the same store, and waits until it listens.
     pub fn restart(&mut self) {
+        assert!(
+            self.spawn_and_wait(),
+            "nats-server could not listen on its port {} again",
+            self.port
+        );
+    }
+
+    /// Starts the server and waits until it listens. `false`: it exited instead (its port was
+    /// taken). Listening is checked by the server's own name in the `INFO` line it greets with,
+    /// so another process on the port is not taken for it.
+    fn spawn_and_wait(&mut self) -> bool {
+        use std::io::{BufRead, BufReader};
         self.stop();
         let binary = std::env::var("NATS_SERVER_BIN").unwrap_or_else(|_| "nats-server".to_owned());
-        let child = Command::new(&binary)
+        let name = format!("testkit-{}-{}", std::process::id(), self.port);
+        let mut child = Command::new(&binary)
             .args([
                 "-a",
                 "127.0.0.1",
                 "-p",
                 &self.port.to_string(),
+                "-n",
+                &name,
                 "-js",
                 "-sd",
             ])
@@ -170,9 +190,21 @@ impl NatsServer {
             .unwrap_or_else(|e| {
                 panic!("cannot start {binary} (install Debian's nats-server): {e}")
             });
-        self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        loop {
+            if let Ok(Some(_)) = child.try_wait() {
+                return false;
+            }
+            let ours = std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok_and(|tcp| {
+                let _ = tcp.set_read_timeout(Some(Duration::from_secs(1)));
+                let mut info = String::new();
+                BufReader::new(tcp).read_line(&mut info).is_ok()
+                    && info.contains(&format!("\"server_name\":\"{name}\""))
+            });
+            if ours {
+                self.child = Some(child);
+                return true;
+            }
             assert!(
                 Instant::now() < deadline,
                 "nats-server did not start listening"

@@ -94,6 +94,26 @@ mod tests {
         keys
     }
 
+    /// `gateway/openapi.json` is the committed document the widget package generates its
+    /// TypeScript types from (`npm run gen:types` in `widget/`); it must be what the gateway
+    /// serves. `UPDATE_OPENAPI=1 cargo test -p followup-gateway openapi` rewrites it.
+    #[test]
+    fn committed_document_is_the_served_one() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("openapi.json");
+        let served: serde_json::Value = serde_json::from_str(&openapi_json()).unwrap();
+        let pretty = serde_json::to_string_pretty(&served).unwrap() + "\n";
+        if std::env::var_os("UPDATE_OPENAPI").is_some() {
+            std::fs::write(&path, &pretty).unwrap();
+        }
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == pretty,
+            "{} differs from the served document: run UPDATE_OPENAPI=1 cargo test -p \
+             followup-gateway openapi, then npm run gen:types in widget/",
+            path.display()
+        );
+    }
+
     #[test]
     fn schemas_match_the_types_served() {
         let doc: serde_json::Value = serde_json::from_str(&openapi_json()).unwrap();

@@ -27,6 +27,9 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 log "promtool: alert rules"
 promtool check rules deploy/prometheus/rules/*.yml
 promtool test rules deploy/prometheus/tests/*.test.yml
+log "widget package: types against the gateway's OpenAPI document, typecheck, Vitest, build"
+(cd widget && npm ci --no-audit --no-fund --loglevel=error && npm run --silent check:types \
+  && npm run --silent typecheck && npm test --silent && npm run --silent build)
 log "cargo test"
 cargo test --workspace
 log "docker-compose.yml against the binaries"

@@ -97,6 +97,9 @@ async function main() {
       figures: await figuresOf(page),
       firstFiguresMs: await firstFiguresMs(page),
       urlAfterLoad: page.url(),
+      lang: await page.evaluate(() => document.documentElement.lang),
+      label: await page.textContent('[data-tile="pendingT3"] h2'),
+      tileLabel: await page.getAttribute('[data-tile="pendingT3"]', 'aria-label'),
       scriptSeesCookie: await page.evaluate(() => document.cookie.includes('followup_session')),
       cookie: session ? { httpOnly: session.httpOnly, sameSite: session.sameSite, path: session.path } : null,
     };

@@ -40,6 +40,14 @@ impl CorsOrigins {
         Ok(CorsOrigins(values.into()))
     }
 
+    /// The origins, as listed.
+    pub fn origins(&self) -> Vec<String> {
+        self.0
+            .iter()
+            .filter_map(|o| o.to_str().ok().map(str::to_owned))
+            .collect()
+    }
+
     fn allows(&self, origin: &HeaderValue) -> bool {
         self.0.iter().any(|allowed| allowed == origin)
     }

@@ -17,3 +17,4 @@ mod rbac;
 mod sse;
 mod support;
 mod unsubscribe;
+mod widget;

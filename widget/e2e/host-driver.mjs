@@ -217,7 +217,7 @@ async function widgetSession(browser, host, gateway) {
     shownAt.push(Date.now() - asked);
     say('SHOWN', { pendingT3: expected.pendingT3, ms: Date.now() - asked });
   }
-  await page.screenshot({ path: path.join(screenshots, 'widget-de.png') });
+  await page.locator('section').screenshot({ path: path.join(screenshots, 'widget-de.png') });
   const report = {
     widget: await seenReport(page, streams),
     page: {
@@ -236,7 +236,7 @@ async function widgetSession(browser, host, gateway) {
   await en.goto(`${host.origin}/?gateway=${encodeURIComponent(gateway)}&lang=en`);
   await waitFor(en, firstFiguresShown, null, 30000, 'English widget');
   report.english = await en.evaluate(() => ({ title: document.querySelector('h2').textContent, label: document.querySelector('[data-tile="pendingT3"] h3').textContent, lang: document.querySelector('section').lang }));
-  await en.screenshot({ path: path.join(screenshots, 'widget-en.png') });
+  await en.locator('section').screenshot({ path: path.join(screenshots, 'widget-en.png') });
   await context.close();
   return report;
 }

@@ -4,7 +4,10 @@
 //! `scripts/check-api.sh` know; a test checks that they name exactly the fields those types
 //! serialise.
 
-use followup_readmodel::{Figures, RecentRun, Trend};
+use followup_readmodel::{
+    DueClass, Figures, FollowUpFailure, LastFollowUp, LeadFigure, LeadItem, LeadPage, NextFollowUp,
+    RecentRun, Trend,
+};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -49,12 +52,26 @@ impl Modify for Security {
         crate::api::get_metrics_crm_path,
         crate::api::get_stream_crm_path,
         crate::api::get_runs,
+        crate::insights::get_leads,
         crate::api::create_session,
         crate::api::delete_session,
         crate::unsubscribe::confirm_unsubscribe,
         crate::unsubscribe::unsubscribe,
     ),
-    components(schemas(crate::error::ErrorBody, Figures, RecentRun, Runs, Trend)),
+    components(schemas(
+        crate::error::ErrorBody,
+        Figures,
+        RecentRun,
+        Runs,
+        Trend,
+        LeadPage,
+        LeadItem,
+        LeadFigure,
+        DueClass,
+        NextFollowUp,
+        LastFollowUp,
+        FollowUpFailure
+    )),
     modifiers(&Security),
     tags(
         (name = "followup", description = "Cockpit figures"),

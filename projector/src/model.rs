@@ -88,6 +88,8 @@ pub(crate) struct Delivery {
     pub sent_at: DateTime<Utc>,
     pub run_id: String,
     pub failed: bool,
+    /// Why it finally failed (the `failed` event's reason); `None` for sent ones.
+    pub reason: Option<String>,
 }
 
 /// A lead with its deliveries: everything its contribution depends on.

@@ -29,6 +29,8 @@ const PROJECTION_DDL: &str = concat!(
     include_str!("../../migrations/20261129000003_projection.sql"),
     "\n",
     include_str!("../../migrations/20261202000004_projection_contactable.sql"),
+    "\n",
+    include_str!("../../migrations/20261204000002_projection_insights.sql"),
 );
 /// Session advisory lock that keeps a second rebuild out.
 const REBUILD_LOCK_KEY: i64 = 0x4650_5052_4f4a_0002;

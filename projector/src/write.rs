@@ -5,7 +5,7 @@
 //! caller's transaction. Table names are unqualified on purpose: `rebuild` points the same
 //! statement at its shadow schema through `search_path`.
 //!
-//! The statement has 49 parameters. Rather than numbering them by hand, each input (a
+//! The statement has 50 parameters. Rather than numbering them by hand, each input (a
 //! table's column arrays, or the progress) is one `bind_*` function beside the list of its
 //! columns' array types; [`WRITE_BATCH`] numbers the placeholders from those lists in the order
 //! [`write_plan`] binds the inputs, and names each input in the SQL.
@@ -52,10 +52,11 @@ static WRITE_BATCH: LazyLock<String> = LazyLock::new(|| {
            t3_sent = EXCLUDED.t3_sent, t7_sent = EXCLUDED.t7_sent, \
            contactable = EXCLUDED.contactable, deleted = EXCLUDED.deleted, \
            changed_at = EXCLUDED.changed_at), \
-         deliveries AS (INSERT INTO projection_deliveries AS pd (lead_id, kind, sent_at, run_id, status) \
+         deliveries AS (INSERT INTO projection_deliveries AS pd \
+             (lead_id, kind, sent_at, run_id, status, reason) \
            SELECT * FROM UNNEST({deliveries}) \
            ON CONFLICT (lead_id, kind) DO UPDATE SET sent_at = EXCLUDED.sent_at, \
-             run_id = EXCLUDED.run_id, status = EXCLUDED.status \
+             run_id = EXCLUDED.run_id, status = EXCLUDED.status, reason = EXCLUDED.reason \
            WHERE pd.status = 'failed' AND EXCLUDED.status = 'sent'), \
          totals AS (INSERT INTO projection_scope_figures AS f \
              (scope, pending_t3, pending_t7, followed, converted) \
@@ -198,9 +199,16 @@ fn bind_leads<'q>(query: Scalar<'q>, leads: &[(&'q i64, &'q LeadState)]) -> Scal
 }
 
 /// Array types of the deliveries input, in the order [`bind_deliveries`] binds them.
-const DELIVERY_TYPES: [&str; 5] = ["int8[]", "text[]", "timestamptz[]", "text[]", "text[]"];
+const DELIVERY_TYPES: [&str; 6] = [
+    "int8[]",
+    "text[]",
+    "timestamptz[]",
+    "text[]",
+    "text[]",
+    "text[]",
+];
 
-/// Binds lead id, kind, sent at, run id and status of the new deliveries.
+/// Binds lead id, kind, sent at, run id, status and failure reason of the new deliveries.
 fn bind_deliveries<'q>(query: Scalar<'q>, deliveries: &'q [(i64, Delivery)]) -> Scalar<'q> {
     query
         .bind(deliveries.iter().map(|(lead, _)| *lead).collect::<Vec<_>>())
@@ -226,6 +234,12 @@ fn bind_deliveries<'q>(query: Scalar<'q>, deliveries: &'q [(i64, Delivery)]) -> 
             deliveries
                 .iter()
                 .map(|(_, d)| if d.failed { "failed" } else { "sent" })
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            deliveries
+                .iter()
+                .map(|(_, d)| d.reason.as_deref())
                 .collect::<Vec<_>>(),
         )
 }
@@ -339,6 +353,6 @@ mod tests {
                 digits.parse().unwrap()
             })
             .collect();
-        assert_eq!(numbers, (1..=49).collect::<Vec<_>>());
+        assert_eq!(numbers, (1..=50).collect::<Vec<_>>());
     }
 }

@@ -147,6 +147,13 @@ impl Driver {
 
 /// One producer run now, as the cron would do it (log mailer); its counts.
 pub async fn producer_run(pool: &sqlx::PgPool) -> RunReport {
+    let delivery =
+        Delivery::log_to_stdout(b"gateway-test-unsubscribe-secret").expect("built-in templates");
+    producer_run_with(pool, &delivery).await
+}
+
+/// One manual producer run now with `delivery`; its counts.
+pub async fn producer_run_with(pool: &sqlx::PgPool, delivery: &Delivery) -> RunReport {
     let request = RunRequest {
         trigger: RunTrigger::Manual,
         now: Utc::now(),
@@ -155,7 +162,7 @@ pub async fn producer_run(pool: &sqlx::PgPool) -> RunReport {
     };
     let outcome = execute_run(
         pool,
-        &Delivery::log_to_stdout(b"gateway-test-unsubscribe-secret").expect("built-in templates"),
+        delivery,
         &ProducerMetrics::new(),
         &request,
         &CancellationToken::new(),

@@ -11,6 +11,7 @@ mod bench_util;
 mod browser;
 mod cross_user;
 mod gateway_bin;
+mod insights;
 mod limits;
 mod ops;
 mod rbac;

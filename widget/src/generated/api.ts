@@ -21,6 +21,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/followup/leads": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The leads behind a figure of the caller's scope: pending T+3/T+7 in due order (oldest
+         *     registration first), the others by lead id. Company names come from the CRM; no contact
+         *     person, no e-mail address; GDPR-erased leads are never listed.
+         */
+        get: operations["get_leads"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/followup/metrics": {
         parameters: {
             query?: never;
@@ -135,6 +156,11 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /**
+         * @description When the next follow-up is due, against the local day of the request.
+         * @enum {string}
+         */
+        DueClass: "overdue" | "today" | "tomorrow" | "later";
         /** @description The JSON body of every error response. */
         ErrorBody: {
             /**
@@ -178,6 +204,66 @@ export interface components {
             t3Trend: components["schemas"]["Trend"];
             /** @description `pendingT7` against its value at the previous local midnight. */
             t7Trend: components["schemas"]["Trend"];
+        };
+        /** @description A follow-up that finally failed. */
+        FollowUpFailure: {
+            /** Format: date-time */
+            at: string;
+            /** @description `t3` or `t7`. */
+            kind: string;
+            /**
+             * @description The producer's reason (no address in it); absent for failures projected before reasons
+             *     were kept.
+             */
+            reason?: string | null;
+        };
+        /** @description The last follow-up that reached the lead. */
+        LastFollowUp: {
+            /** Format: date-time */
+            at: string;
+            /** @description `t3` or `t7`. */
+            kind: string;
+        };
+        /**
+         * @description A figure whose leads can be listed.
+         * @enum {string}
+         */
+        LeadFigure: "pendingT3" | "pendingT7" | "sentToday" | "converted" | "failed";
+        /** @description One lead of a list. */
+        LeadItem: {
+            /** @description The CRM's `company_name`. */
+            company: string;
+            failure?: null | components["schemas"]["FollowUpFailure"];
+            lastFollowUp?: null | components["schemas"]["LastFollowUp"];
+            /** Format: int64 */
+            leadId: number;
+            nextFollowUp?: null | components["schemas"]["NextFollowUp"];
+            /** @description `owner_user_id`. */
+            owner?: string | null;
+            /** Format: date-time */
+            registeredAt: string;
+            /** @description The CRM status (`ACTIVE`, `CONVERTED`, …). */
+            status: string;
+        };
+        /** @description One page of a list. */
+        LeadPage: {
+            figure: components["schemas"]["LeadFigure"];
+            items: components["schemas"]["LeadItem"][];
+            /** @description Pass as `after` for the next page; absent on the last page. */
+            next?: string | null;
+            /** @description `org` or `user:<id>`. */
+            scope: string;
+        };
+        /** @description The next follow-up a lead is waiting for. */
+        NextFollowUp: {
+            due: components["schemas"]["DueClass"];
+            /**
+             * Format: date
+             * @description The local day (`FOLLOWUP_TZ`) it becomes due: registration + 3 or + 7 days.
+             */
+            dueDate: string;
+            /** @description `t3` or `t7`. */
+            kind: string;
         };
         /** @description A producer run, from `lead.followup.processed.v1`. */
         RecentRun: {
@@ -312,6 +398,71 @@ export interface operations {
                 };
             };
             /** @description The projection cannot be read, or the gateway holds SSE_MAX_CONNECTIONS streams (then with `Retry-After`) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    get_leads: {
+        parameters: {
+            query: {
+                /** @description Whose leads: `pendingT3`, `pendingT7`, `sentToday`, `converted` or `failed`. */
+                figure: components["schemas"]["LeadFigure"];
+                /** @description Items per page, 1 to 200 (default 50). */
+                limit?: number;
+                /** @description The `next` of the previous page (opaque). */
+                after?: string;
+                /** @description A user id, as for the figures (admins and managers: anyone; sales: only themself). */
+                owner?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One page of the list */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LeadPage"];
+                };
+            };
+            /** @description Malformed query or cursor */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing or invalid token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not allowed to see this scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The projection cannot be read */
             503: {
                 headers: {
                     [name: string]: unknown;

@@ -15,10 +15,11 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 /// The paths a page of another origin may call: the figures and the stream, under both names.
-pub const CROSS_ORIGIN_PATHS: [&str; 6] = [
+pub const CROSS_ORIGIN_PATHS: [&str; 7] = [
     "/api/followup/metrics",
     "/api/followup/runs",
     "/api/followup/leads",
+    "/api/followup/history",
     "/api/dashboard/followup-stream",
     "/metrics/followup",
     "/metrics/followup/stream",

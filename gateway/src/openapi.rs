@@ -5,8 +5,8 @@
 //! serialise.
 
 use followup_readmodel::{
-    DueClass, Figures, FollowUpFailure, LastFollowUp, LeadFigure, LeadItem, LeadPage, NextFollowUp,
-    RecentRun, Trend,
+    DueClass, Figures, FollowUpFailure, History, HistoryDay, LastFollowUp, LeadFigure, LeadItem,
+    LeadPage, NextFollowUp, RecentRun, Trend,
 };
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -53,6 +53,7 @@ impl Modify for Security {
         crate::api::get_stream_crm_path,
         crate::api::get_runs,
         crate::insights::get_leads,
+        crate::insights::get_history,
         crate::api::create_session,
         crate::api::delete_session,
         crate::unsubscribe::confirm_unsubscribe,
@@ -70,7 +71,9 @@ impl Modify for Security {
         DueClass,
         NextFollowUp,
         LastFollowUp,
-        FollowUpFailure
+        FollowUpFailure,
+        History,
+        HistoryDay
     )),
     modifiers(&Security),
     tags(

@@ -206,6 +206,7 @@ pub fn router_with(state: AppState, readiness: Readiness, options: RouterOptions
         .route("/api/followup/metrics", get(api::get_metrics))
         .route("/api/followup/runs", get(api::get_runs))
         .route("/api/followup/leads", get(crate::insights::get_leads))
+        .route("/api/followup/history", get(crate::insights::get_history))
         .route("/api/dashboard/followup-stream", get(api::get_stream))
         // The CRM's resource paths for the same figures and stream (DESIGN.md "Interfaces").
         .route("/metrics/followup", get(api::get_metrics_crm_path))

@@ -35,6 +35,7 @@ pub mod show_events;
 pub mod snapshot;
 mod store;
 pub mod verify;
+pub mod verify_history;
 pub mod verify_lists;
 mod write;
 

@@ -21,7 +21,7 @@ pub struct Mismatch {
     pub scope: String,
     /// `pendingT3`, `pendingT7`, `sentToday`, `conversionRate`, `t3History`, `t7History`, or a
     /// drill-down list: `pendingT3List`, `pendingT7List`, `sentTodayList`, `convertedList`,
-    /// `failedList`.
+    /// `failedList`, or `history` (a day's sent and failed counts).
     pub figure: &'static str,
     pub projection: String,
     pub truth: String,
@@ -131,6 +131,9 @@ pub async fn verify_projection(
     report
         .mismatches
         .extend(crate::verify_lists::verify_lists(conn, &list_scopes, now, tz).await?);
+    report
+        .mismatches
+        .extend(crate::verify_history::verify_history(conn, tz).await?);
     Ok(report)
 }
 

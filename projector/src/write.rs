@@ -5,7 +5,7 @@
 //! caller's transaction. Table names are unqualified on purpose: `rebuild` points the same
 //! statement at its shadow schema through `search_path`.
 //!
-//! The statement has 50 parameters. Rather than numbering them by hand, each input (a
+//! The statement has 54 parameters. Rather than numbering them by hand, each input (a
 //! table's column arrays, or the progress) is one `bind_*` function beside the list of its
 //! columns' array types; [`WRITE_BATCH`] numbers the placeholders from those lists in the order
 //! [`write_plan`] binds the inputs, and names each input in the SQL.
@@ -65,10 +65,13 @@ static WRITE_BATCH: LazyLock<String> = LazyLock::new(|| {
              pending_t7 = f.pending_t7 + EXCLUDED.pending_t7, \
              followed = f.followed + EXCLUDED.followed, \
              converted = f.converted + EXCLUDED.converted), \
-         days AS (INSERT INTO projection_scope_days AS d (scope, local_date, sent, t3_net, t7_net) \
+         days AS (INSERT INTO projection_scope_days AS d (scope, local_date, sent, t3_net, t7_net, \
+             t3_sent, t7_sent, failed, converted) \
            SELECT * FROM UNNEST({days}) \
            ON CONFLICT (scope, local_date) DO UPDATE SET sent = d.sent + EXCLUDED.sent, \
-             t3_net = d.t3_net + EXCLUDED.t3_net, t7_net = d.t7_net + EXCLUDED.t7_net), \
+             t3_net = d.t3_net + EXCLUDED.t3_net, t7_net = d.t7_net + EXCLUDED.t7_net, \
+             t3_sent = d.t3_sent + EXCLUDED.t3_sent, t7_sent = d.t7_sent + EXCLUDED.t7_sent, \
+             failed = d.failed + EXCLUDED.failed, converted = d.converted + EXCLUDED.converted), \
          runs AS (INSERT INTO projection_runs (run_id, t3_count, t7_count, skipped_count, \
              error_count, processed_at, duration_ms) \
            SELECT * FROM UNNEST({runs}) ON CONFLICT DO NOTHING) \
@@ -258,9 +261,12 @@ fn bind_totals<'q>(query: Scalar<'q>, totals: &'q BTreeMap<String, TotalsDelta>)
 }
 
 /// Array types of the days input, in the order [`bind_days`] binds them.
-const DAY_TYPES: [&str; 5] = ["text[]", "date[]", "int8[]", "int8[]", "int8[]"];
+const DAY_TYPES: [&str; 9] = [
+    "text[]", "date[]", "int8[]", "int8[]", "int8[]", "int8[]", "int8[]", "int8[]", "int8[]",
+];
 
-/// Binds scope, local date, sent, T+3 net and T+7 net of the day counters' deltas.
+/// Binds scope, local date, sent, T+3 net, T+7 net, T+3 sent, T+7 sent, failed and converted of
+/// the day counters' deltas.
 fn bind_days<'q>(
     query: Scalar<'q>,
     days: &'q BTreeMap<String, BTreeMap<NaiveDate, DayDelta>>,
@@ -275,6 +281,10 @@ fn bind_days<'q>(
         .bind(days.iter().map(|(_, _, d)| d.sent).collect::<Vec<_>>())
         .bind(days.iter().map(|(_, _, d)| d.t3_net).collect::<Vec<_>>())
         .bind(days.iter().map(|(_, _, d)| d.t7_net).collect::<Vec<_>>())
+        .bind(days.iter().map(|(_, _, d)| d.t3_sent).collect::<Vec<_>>())
+        .bind(days.iter().map(|(_, _, d)| d.t7_sent).collect::<Vec<_>>())
+        .bind(days.iter().map(|(_, _, d)| d.failed).collect::<Vec<_>>())
+        .bind(days.iter().map(|(_, _, d)| d.converted).collect::<Vec<_>>())
 }
 
 /// Array types of the runs input, in the order [`bind_runs`] binds them.
@@ -353,6 +363,6 @@ mod tests {
                 digits.parse().unwrap()
             })
             .collect();
-        assert_eq!(numbers, (1..=50).collect::<Vec<_>>());
+        assert_eq!(numbers, (1..=54).collect::<Vec<_>>());
     }
 }

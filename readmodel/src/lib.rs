@@ -10,6 +10,7 @@
 
 pub mod clock;
 pub mod figures;
+pub mod history;
 pub mod lead_query;
 pub mod leads;
 pub mod notice;
@@ -19,6 +20,7 @@ pub use clock::{Clock, local_date, local_midnight};
 pub use figures::{
     Figures, FiguresError, RecentRun, Trend, conversion_percent, load_figures, load_recent_runs,
 };
+pub use history::{History, HistoryDay, MAX_HISTORY_DAYS, load_history};
 pub use lead_query::load_lead_page;
 pub use leads::{
     Cursor, DueClass, FollowUpFailure, LastFollowUp, LeadFigure, LeadItem, LeadPage, NextFollowUp,

@@ -65,6 +65,13 @@ async fn list_all(stack: &Stack, token: &str, figure: &str, owner: Option<&str>)
     panic!("{figure}: more than 100 pages");
 }
 
+/// GET that must answer 200; its JSON.
+async fn get_ok(stack: &Stack, path: &str, bearer: &str) -> Value {
+    let (status, body) = stack.get_json(path, Some(bearer)).await;
+    assert_eq!(status, 200, "{path}: {body}");
+    body
+}
+
 fn ids(items: &[Value]) -> BTreeSet<i64> {
     items
         .iter()
@@ -226,7 +233,53 @@ async fn lists_per_scope_equal_the_crm_tables() {
         );
     }
 
-    // `verify` checks the lists as served against the same truth.
+    // History: today's bucket per scope from the same rows; yesterday ended before any of it.
+    let history_cases = [
+        (admin.clone(), None, (2, 0, 1, 1)),
+        (token("mgr", &["manager"]), Some("u1"), (2, 0, 0, 1)),
+        (token("u3", &["sales"]), None, (0, 0, 1, 0)),
+    ];
+    for (bearer, owner, expected) in history_cases {
+        let query = owner.map(|o| format!("owner={o}")).unwrap_or_default();
+        let history = get_ok(
+            &stack,
+            &format!("/api/followup/history?days=3&{query}"),
+            &bearer,
+        )
+        .await;
+        let days = history["days"].as_array().unwrap();
+        assert_eq!(days.len(), 3, "{history}");
+        let today = &days[2];
+        let counts = |key: &str| today[key].as_i64().unwrap();
+        assert_eq!(
+            (
+                counts("t3Sent"),
+                counts("t7Sent"),
+                counts("failed"),
+                counts("conversions")
+            ),
+            expected,
+            "{owner:?}: {today}"
+        );
+        let now = get_ok(&stack, &format!("/api/followup/metrics?{query}"), &bearer).await;
+        assert_eq!(
+            today["pendingT3"], now["pendingT3"],
+            "today ends with the current figures"
+        );
+        assert_eq!(today["pendingT7"], now["pendingT7"]);
+        assert_eq!(
+            days[1]["pendingT3"], 0,
+            "nothing was pending before today: {history}"
+        );
+        assert_eq!(days[1]["t3Sent"], 0);
+    }
+    let (status, body) = stack
+        .get_json("/api/followup/history?days=366", Some(&admin))
+        .await;
+    assert_eq!(status, 400, "{body}");
+
+    // `verify` checks the lists as served, and the days' sent and failed counts, against the
+    // same truth.
     let report =
         followup_projector::verify_projection(&mut conn, Utc::now(), chrono_tz::Europe::Berlin)
             .await

@@ -21,6 +21,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/followup/history": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * How the figures moved: per local day (`FOLLOWUP_TZ`) of the caller's scope, the T+3 and T+7
+         *     follow-ups sent, the final failures, the conversions of followed-up leads and the pending
+         *     figures at the day's end; oldest first, the last entry is today.
+         */
+        get: operations["get_history"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/followup/leads": {
         parameters: {
             query?: never;
@@ -217,6 +238,45 @@ export interface components {
              */
             reason?: string | null;
         };
+        /** @description The last days of a scope, oldest first; the last one is today. */
+        History: {
+            days: components["schemas"]["HistoryDay"][];
+            /** @description `org` or `user:<id>`. */
+            scope: string;
+        };
+        /** @description One local day of a scope. */
+        HistoryDay: {
+            /**
+             * Format: int64
+             * @description Followed-up leads that became CONVERTED that day, as the projection recorded it (minus
+             *     conversions undone that day).
+             */
+            conversions: number;
+            /**
+             * Format: date
+             * @description The local day (`FOLLOWUP_TZ`).
+             */
+            date: string;
+            /**
+             * Format: int64
+             * @description Follow-ups that finally failed that day.
+             */
+            failed: number;
+            /**
+             * Format: int64
+             * @description Pending T+3 at the day's end (today: now).
+             */
+            pendingT3: number;
+            /**
+             * Format: int64
+             * @description Pending T+7 at the day's end (today: now).
+             */
+            pendingT7: number;
+            /** Format: int64 */
+            t3Sent: number;
+            /** Format: int64 */
+            t7Sent: number;
+        };
         /** @description The last follow-up that reached the lead. */
         LastFollowUp: {
             /** Format: date-time */
@@ -398,6 +458,67 @@ export interface operations {
                 };
             };
             /** @description The projection cannot be read, or the gateway holds SSE_MAX_CONNECTIONS streams (then with `Retry-After`) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    get_history: {
+        parameters: {
+            query?: {
+                /** @description How many local days up to today, 1 to 365 (default 30). */
+                days?: number;
+                /** @description A user id, as for the figures (admins and managers: anyone; sales: only themself). */
+                owner?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One entry per day */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["History"];
+                };
+            };
+            /** @description Malformed query */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing or invalid token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not allowed to see this scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The projection cannot be read */
             503: {
                 headers: {
                     [name: string]: unknown;

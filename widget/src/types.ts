@@ -27,21 +27,6 @@ export type LeadPage = components['schemas']['LeadPage'];
 export type DueClass = components['schemas']['DueClass'];
 
 /** One local day (`FOLLOWUP_TZ`) of `GET /api/followup/history`. */
-export interface HistoryDay {
-  /** `YYYY-MM-DD`. */
-  date: string;
-  t3Sent: number;
-  t7Sent: number;
-  failed: number;
-  /** Followed-up leads that converted that day. */
-  conversions: number;
-  /** Pending at the day's end (today: now). */
-  pendingT3: number;
-  pendingT7: number;
-}
-
+export type HistoryDay = components['schemas']['HistoryDay'];
 /** `GET /api/followup/history?days=N`: exactly N days, oldest first, the last one today. */
-export interface History {
-  scope: string;
-  days: HistoryDay[];
-}
+export type History = components['schemas']['History'];

@@ -433,7 +433,10 @@
   }
 
   function drawChart(days) {
-    const W = 480, H = 170, LEFT = 26, BOTTOM = 18, TOP = 12;
+    $('#chart').hidden = false; // shown first: its width is measured
+    // One unit a CSS pixel (the labels keep their size on a phone and on a desktop).
+    const W = Math.max(280, Math.min(1000, $('#chart-plot').clientWidth || 480));
+    const H = 200, LEFT = 30, BOTTOM = 22, TOP = 14;
     const top = Math.max(0, ...days.map((d) => Math.max(d.t3Sent + d.t7Sent, d.conversions)));
     let max = 4;
     if (top > 4) {
@@ -481,7 +484,11 @@
       if (sent > 0) {
         svg('text', { x: x + 1 + barW / 2, y: y(sent) - 2, class: 'total', 'aria-hidden': 'true' }, group).textContent = integer.format(sent);
       }
-      if (i % every === 0 || i === days.length - 1) {
+      // A date every few days, and today's at the right edge (ending there, not cut off).
+      const last = i === days.length - 1;
+      if (last) {
+        svg('text', { x: x + slot, y: H - 5, class: 'tick end', 'aria-hidden': 'true' }, group).textContent = label;
+      } else if (i % every === 0 && days.length - 1 - i > every / 2) {
         svg('text', { x: x + slot / 2, y: H - 5, class: 'tick', 'aria-hidden': 'true' }, group).textContent = label;
       }
     });
@@ -503,7 +510,6 @@
     });
     $('#chart-rows').replaceChildren(...rows);
     $('#chart').dataset.days = days.length;
-    $('#chart').hidden = false;
   }
 
   async function loadHistory() {
@@ -517,6 +523,12 @@
       console.warn('history not loaded:', err.message);
     }
   }
+
+  let resizeTimer = 0;
+  window.addEventListener('resize', () => {
+    clearTimeout(resizeTimer);
+    resizeTimer = setTimeout(() => historyDays && drawChart(historyDays), 200);
+  });
 
   /** Today's bucket again (?days=1); the whole range when the day has turned. */
   async function refreshToday() {

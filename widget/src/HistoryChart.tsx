@@ -130,8 +130,16 @@ export function HistoryChart({ days, text, formats }: HistoryChartProps) {
                   {formats.integer(sent)}
                 </text>
               )}
-              {(i % labelEvery === 0 || i === days.length - 1) && (
-                <text x={x + slot / 2} y={HEIGHT - 5} fontSize="9" textAnchor="middle" fill="#374151" aria-hidden="true">
+              {/* A date every few days, and today's at the right edge (ending there, not cut off). */}
+              {(i === days.length - 1 || (i % labelEvery === 0 && days.length - 1 - i > labelEvery / 2)) && (
+                <text
+                  x={i === days.length - 1 ? x + slot : x + slot / 2}
+                  y={HEIGHT - 5}
+                  fontSize="9"
+                  textAnchor={i === days.length - 1 ? 'end' : 'middle'}
+                  fill="#374151"
+                  aria-hidden="true"
+                >
                   {label}
                 </text>
               )}

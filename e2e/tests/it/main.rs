@@ -5,6 +5,7 @@ mod api_doc;
 mod attacks;
 mod bench;
 mod bench_fanout;
+mod bench_insights;
 mod bench_metrics;
 mod bench_pipeline;
 mod bench_util;

@@ -43,8 +43,8 @@ impl Language {
         }
     }
 
-    /// The words of the HTML; the script has its own (status, trends, scope).
-    fn words(self) -> [(&'static str, &'static str); 6] {
+    /// The words of the HTML; the script has its own (status, trends, scope, list titles, due).
+    fn words(self) -> [(&'static str, &'static str); 20] {
         match self {
             Language::German => [
                 ("title", "Follow-up Automation"),
@@ -53,6 +53,20 @@ impl Language {
                 ("pendingT7", "T+7 ausstehend"),
                 ("sentToday", "Heute versendet"),
                 ("conversionRate", "Konversionsrate"),
+                ("close", "Schließen"),
+                ("colCompany", "Firma"),
+                ("colOwner", "Verantwortlich"),
+                ("colStatus", "Status"),
+                ("colDue", "Fällig"),
+                ("colLast", "Letztes Follow-up"),
+                ("colReason", "Fehlergrund"),
+                ("more", "Mehr laden"),
+                ("chartTitle", "Letzte 30 Tage"),
+                ("t3Sent", "T+3 versendet"),
+                ("t7Sent", "T+7 versendet"),
+                ("conversions", "Konversionen"),
+                ("day", "Tag"),
+                ("failed", "Fehlgeschlagen"),
             ],
             Language::English => [
                 ("title", "Follow-up Automation"),
@@ -61,6 +75,20 @@ impl Language {
                 ("pendingT7", "T+7 pending"),
                 ("sentToday", "Sent today"),
                 ("conversionRate", "Conversion rate"),
+                ("close", "Close"),
+                ("colCompany", "Company"),
+                ("colOwner", "Owner"),
+                ("colStatus", "Status"),
+                ("colDue", "Due"),
+                ("colLast", "Last follow-up"),
+                ("colReason", "Failure reason"),
+                ("more", "Load more"),
+                ("chartTitle", "Last 30 days"),
+                ("t3Sent", "T+3 sent"),
+                ("t7Sent", "T+7 sent"),
+                ("conversions", "Conversions"),
+                ("day", "Day"),
+                ("failed", "Failed"),
             ],
         }
     }
@@ -281,6 +309,16 @@ mod tests {
         assert!(pages.german.html.contains(r#"<html lang="de">"#));
         assert!(pages.german.html.contains("<h2>T+3 ausstehend</h2>"));
         assert!(pages.english.html.contains("<h2>T+3 pending</h2>"));
+        // The lists and the chart, in both languages.
+        assert!(pages.german.html.contains(">Mehr laden</button>"));
+        assert!(pages.english.html.contains(">Load more</button>"));
+        assert!(
+            pages
+                .german
+                .html
+                .contains(r#"<figcaption id="chart-title">Letzte 30 Tage</figcaption>"#)
+        );
+        assert!(pages.english.html.contains(">Failure reason</th>"));
         assert!(
             pages
                 .english

@@ -7,7 +7,8 @@
 //   test → driver: EXPECT {"pendingT3": "N"}     after a change in the database
 //   driver → test: SHOWN {pendingT3, ms}         the widget shows it
 //   test → driver: FINISH
-//   driver → test: REPORT {...}                  what the user saw, the streams, the tokens
+//   driver → test: REPORT {...}                  what the user saw, the streams, the tokens, a
+//                                                tile's list and the chart
 //   driver → test: CRM_READY {data}              the sprint's own hook received a frame
 //   test → driver: EXPECT_CRM {"pendingT3": N}
 //   driver → test: DONE {...}
@@ -231,6 +232,20 @@ async function widgetSession(browser, host, gateway) {
     maxShowMs: Math.max(...shownAt),
     consoleErrors: errors,
   };
+  // A tile opens its list (Bearer, across origins), and the chart of 30 days is under the tiles.
+  await page.click('[data-tile="pendingT3"]');
+  await waitFor(page, () => document.querySelector('[data-list-status="ready"]'), null, 20000, 'the T+3 list');
+  report.widgetList = await page.evaluate(() => ({
+    title: document.querySelector('[role="dialog"] h3').textContent,
+    rows: document.querySelectorAll('[role="dialog"] [data-lead]').length,
+    focus: document.activeElement.textContent,
+  }));
+  await page.keyboard.press('Escape');
+  report.widgetList.focusAfterEsc = await page.evaluate(() => document.activeElement.dataset.tile || document.activeElement.tagName);
+  report.widgetChart = await page.evaluate(() => ({
+    days: Number(document.querySelector('[data-chart]')?.dataset.days ?? 0),
+    tableRows: document.querySelectorAll('[data-chart-table] tbody tr').length,
+  }));
   // English, by the host's choice, for the README's screenshot.
   const en = await context.newPage();
   await en.goto(`${host.origin}/?gateway=${encodeURIComponent(gateway)}&lang=en`);

@@ -3,29 +3,24 @@
 // stream with a fresh token and closing the old one only once the successor delivered its first
 // frame (make before break: no gap, no lost change, no "signed out" in between). The gateway
 // ends a stream when its token expires, so a stream that is not renewed ends, as it should.
+import { authorised, currentToken, type GatewayOptions, gatewayUrl, refusal, StreamRefused } from './request';
 import { readFrames } from './sse';
 import { renewalDelay, tokenExpiresAt } from './token';
 import type { Figures, StreamStatus } from './types';
 
-/** Where the figures come from and how the caller is authorised. */
-export interface FeedOptions {
-  /** Origin of the gateway, e.g. `https://followup.example.com`; empty for the page's own. */
-  baseUrl?: string;
+export { StreamRefused };
+
+/**
+ * Where the figures come from and how the caller is authorised (`getToken` is called at connect
+ * and before each expiry).
+ */
+export interface FeedOptions extends GatewayOptions {
   /** The stream's path: `/api/dashboard/followup-stream` or the CRM's `/metrics/followup/stream`. */
   path?: string;
-  /** A manager's view of one sales user (`?owner=`). */
-  owner?: string;
-  /**
-   * The host's current access token (from its identity provider session), called at connect and
-   * before each expiry. Without it the stream relies on the gateway's same-origin session cookie.
-   */
-  getToken?: () => string | null | undefined | Promise<string | null | undefined>;
   /** Open the successor stream this long before the token expires (at most a quarter of its life). */
   renewBeforeMs?: number;
   /** Reconnect when no frame came for this long (the gateway sends one at least every 5 s). */
   watchdogMs?: number;
-  /** For tests and unusual hosts. */
-  fetch?: typeof fetch;
 }
 
 /** What the feed tells its owner. */
@@ -34,17 +29,6 @@ export interface FeedListener {
   status(status: StreamStatus, detail?: string): void;
   /** A successor stream took over with a token valid until `expiresAt` (ms). */
   renewed?(expiresAt: number | null): void;
-}
-
-/** A refused stream: HTTP status, the gateway's `detail`, its `Retry-After`. */
-export class StreamRefused extends Error {
-  constructor(
-    readonly status: number,
-    readonly detail: string,
-    readonly retryAfterMs: number | null,
-  ) {
-    super(`stream refused (${status}): ${detail}`);
-  }
 }
 
 interface Stream {
@@ -100,14 +84,8 @@ export class FigureFeed {
     this.timers.add(timer);
   }
 
-  private async token(): Promise<string | null> {
-    if (!this.options.getToken) return null;
-    try {
-      return (await this.options.getToken()) || null;
-    } catch (err) {
-      console.warn('followup widget: getToken failed', err);
-      return null;
-    }
+  private token(): Promise<string | null> {
+    return currentToken(this.options.getToken);
   }
 
   /** A new stream when none is open (start, or the open one ended). */
@@ -149,9 +127,7 @@ export class FigureFeed {
   }
 
   private url(): string {
-    const path = this.options.path ?? '/api/dashboard/followup-stream';
-    const query = this.options.owner ? `?owner=${encodeURIComponent(this.options.owner)}` : '';
-    return `${this.options.baseUrl ?? ''}${path}${query}`;
+    return gatewayUrl(this.options, this.options.path ?? '/api/dashboard/followup-stream');
   }
 
   private open(token: string | null): Stream {
@@ -161,15 +137,12 @@ export class FigureFeed {
       expiresAt: token ? tokenExpiresAt(token) : null,
     };
     const headers: Record<string, string> = { Accept: 'text/event-stream' };
-    if (token) headers.Authorization = `Bearer ${token}`;
     if (this.lastEventId) headers['Last-Event-ID'] = this.lastEventId;
     const run = async () => {
       const response = await this.fetchImpl(this.url(), {
-        headers,
+        ...authorised(token, headers),
         signal: stream.controller.signal,
         cache: 'no-store',
-        // A Bearer stream needs no cookie; without a token the session cookie is the credential.
-        credentials: token ? 'omit' : 'same-origin',
       });
       if (!response.ok || !response.body) throw await refusal(response);
       await readFrames(response.body, (frame) => this.onFrame(stream, frame.id, frame.data));
@@ -275,20 +248,4 @@ export class FigureFeed {
     this.backoffMs = Math.min(this.backoffMs * 2, MAX_BACKOFF_MS);
     return delay;
   }
-}
-
-async function refusal(response: Response): Promise<StreamRefused> {
-  let detail = response.statusText || `HTTP ${response.status}`;
-  try {
-    const body = (await response.json()) as { detail?: string };
-    if (body.detail) detail = body.detail;
-  } catch {
-    // not our JSON error body (a proxy's page): keep the status text
-  }
-  const retryAfter = Number(response.headers.get('Retry-After'));
-  return new StreamRefused(
-    response.status,
-    detail,
-    Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter * 1000 : null,
-  );
 }

@@ -16,3 +16,17 @@ export type StreamStatus =
   | 'reconnecting'
   | 'signed-out'
   | 'forbidden';
+
+/** A figure whose leads can be listed (`GET /api/followup/leads?figure=`). */
+export type LeadFigure = components['schemas']['LeadFigure'];
+/** One lead of a list. */
+export type LeadItem = components['schemas']['LeadItem'];
+/** One page of a list; `next` is the cursor of the following page. */
+export type LeadPage = components['schemas']['LeadPage'];
+/** When a lead's next follow-up is due, against today. */
+export type DueClass = components['schemas']['DueClass'];
+
+/** One local day (`FOLLOWUP_TZ`) of `GET /api/followup/history`. */
+export type HistoryDay = components['schemas']['HistoryDay'];
+/** `GET /api/followup/history?days=N`: exactly N days, oldest first, the last one today. */
+export type History = components['schemas']['History'];

@@ -13,6 +13,13 @@ export interface StreamRequest {
 
 type Answer = { status: number; body?: unknown; retryAfter?: number } | 'stream';
 
+/** A JSON request (lists, history): what was asked, and how it was authorised. */
+export interface JsonRequest {
+  url: URL;
+  headers: Headers;
+  credentials: RequestCredentials | undefined;
+}
+
 export function figures(overrides: Partial<Figures> = {}): Figures {
   return {
     pendingT3: 1,
@@ -31,10 +38,23 @@ export class FakeGateway {
   readonly requests: StreamRequest[] = [];
   /** How the next requests are answered (default: an open stream). */
   answer: (url: string, headers: Headers) => Answer = () => 'stream';
+  /** JSON requests (every path but the streams), in order. */
+  readonly jsonRequests: JsonRequest[] = [];
+  /** How JSON requests are answered (default: 404). */
+  json: (request: JsonRequest) => { status: number; body: unknown } = () => ({
+    status: 404,
+    body: { code: 'not_found', detail: 'no such route' },
+  });
 
   readonly fetch = async (input: RequestInfo | URL, init?: RequestInit): Promise<Response> => {
     const url = String(input);
     const headers = new Headers(init?.headers);
+    if (!url.includes('stream')) {
+      const request = { url: new URL(url, 'http://page.example'), headers, credentials: init?.credentials };
+      this.jsonRequests.push(request);
+      const { status, body } = this.json(request);
+      return new Response(JSON.stringify(body), { status, headers: { 'Content-Type': 'application/json' } });
+    }
     const answer = this.answer(url, headers);
     if (answer !== 'stream') {
       const extra: Record<string, string> = answer.retryAfter ? { 'Retry-After': String(answer.retryAfter) } : {};

@@ -10,6 +10,7 @@ mod bench_metrics;
 mod bench_pipeline;
 mod bench_util;
 mod browser;
+mod browser_insights;
 mod cross_user;
 mod gateway_bin;
 mod insights;

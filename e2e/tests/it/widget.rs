@@ -76,6 +76,13 @@ async fn host_app_on_another_origin_keeps_the_widget_live_through_token_renewals
     let report = driver.expect("REPORT").await;
     eprintln!("[widget] report: {report}");
     check_report(&report, pending);
+    // A tile opened its list across origins (Bearer): every pending lead, in German, and Esc
+    // gave the focus back; the 30-day chart is under the tiles.
+    assert_eq!(
+        report["widgetList"],
+        json!({"title": "T+3 ausstehend", "rows": pending, "focus": "T+3 ausstehend", "focusAfterEsc": "pendingT3"})
+    );
+    assert_eq!(report["widgetChart"], json!({"days": 30, "tableRows": 30}));
 
     let crm = driver.expect("CRM_READY").await;
     assert_eq!(crm["session"], "200", "the CRM page got its session cookie");

@@ -113,7 +113,13 @@ async function waitFor(page, fn, arg, timeoutMs, what) {
 function watchStreams(page, gateway) {
   const streams = [];
   const isStream = (req) => req.url().startsWith(gateway) && req.url().includes('/followup-stream');
-  page.on('request', (req) => isStream(req) && streams.push({ req, start: Date.now(), end: null, auth: !!req.headers().authorization }));
+  page.on('request', (req) => {
+    if (!isStream(req)) return;
+    // Ordered by the browser's own event sequence, not by millisecond clocks: whether the
+    // predecessor was still open when this stream was requested.
+    const predecessorOpen = streams.length > 0 ? streams[streams.length - 1].end === null : null;
+    streams.push({ req, start: Date.now(), end: null, auth: !!req.headers().authorization, predecessorOpen });
+  });
   const ended = (req) => {
     const s = streams.find((x) => x.req === req);
     if (s) s.end = Date.now();
@@ -127,13 +133,15 @@ function streamReport(streams, until) {
   const spans = streams.map((s) => [s.start, s.end ?? until]);
   let maxOpen = 0;
   for (const [t] of spans) maxOpen = Math.max(maxOpen, spans.filter(([a, b]) => a <= t && t < b).length);
-  // Make before break: each successor opened before its predecessor ended.
-  const handovers = spans.slice(1).map(([start], i) => spans[i][1] - start);
+  // Make before break: each successor was requested while its predecessor was open.
+  const overlaps = spans.slice(1).map(([start], i) => spans[i][1] - start);
   return {
     count: streams.length,
     allBearer: streams.every((s) => s.auth),
     maxOpen,
-    minOverlapMs: handovers.length ? Math.min(...handovers) : null,
+    handovers: streams.length - 1,
+    madeBeforeBreak: streams.filter((s) => s.predecessorOpen === true).length,
+    minOverlapMs: overlaps.length ? Math.min(...overlaps) : null,
   };
 }
 

@@ -152,6 +152,19 @@ ensure_pyyaml() {
 # scripts/check-cloudevents.sh reads the stream with the CloudEvents SDKs for Python and
 # JavaScript. Versions pinned: the check compares what these exact SDKs read (a new SDK release
 # that parses differently should be a deliberate bump, not a red CI on an unrelated change).
+# The example consumers (scripts/check-examples.sh): the Python one needs the same packages as
+# the CloudEvents readers (examples/python/requirements.txt pins them); the TypeScript one is
+# installed from its package-lock.json and compiled with its pinned tsc.
+ensure_example_consumers() {
+  ensure_cloudevents_readers
+  if [ ! examples/typescript/node_modules/.package-lock.json -nt examples/typescript/package-lock.json ]; then
+    log "installing the TypeScript example's packages (npm ci)"
+    (cd examples/typescript && npm ci --quiet --no-audit --no-fund >/dev/null) \
+      || die "npm ci failed in examples/typescript"
+  fi
+  (cd examples/typescript && ./node_modules/.bin/tsc -p .) || die "tsc failed in examples/typescript"
+}
+
 ensure_cloudevents_readers() {
   command -v python3 >/dev/null || apt_install python3 python3-pip
   local pkgs=(nats-py==2.16.0 cloudevents==2.2.0)

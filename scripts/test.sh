@@ -15,6 +15,7 @@ ensure_aiosmtpd
 ensure_pyyaml
 ensure_schemathesis
 ensure_cloudevents_readers
+ensure_example_consumers
 
 # Leftover databases of earlier, interrupted runs.
 psql "$TEST_DATABASE_URL" -Atc "select datname from pg_database where datname like 'followup_test_%'" \
@@ -36,6 +37,8 @@ log "Grafana dashboard queries against a real Prometheus; promtool check metrics
 timeout 300 ./scripts/check-metrics.sh
 log "CloudEvents: the stream as read by Rust, the Python SDK and the JavaScript SDK"
 timeout 180 ./scripts/check-cloudevents.sh
+log "example consumers (Python, TypeScript): SIGKILL mid-stream, restart, projection = stream"
+timeout 240 ./scripts/check-examples.sh
 log "schemathesis against the gateway (hostile input, bounded)"
 timeout 300 ./scripts/check-api.sh
 log "fault suite (short)"

@@ -28,6 +28,9 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 log "promtool: alert rules"
 promtool check rules deploy/prometheus/rules/*.yml
 promtool test rules deploy/prometheus/tests/*.test.yml
+log "event catalog: no breaking change against the released one (nats/released/)"
+python3 scripts/test_catalog_compat.py
+python3 scripts/catalog_compat.py
 log "cargo test"
 cargo test --workspace
 log "docker-compose.yml against the binaries"

@@ -77,13 +77,18 @@ async def handle_batch(nc, db, msgs):
     its reason reported, so after max_deliver it lands in FOLLOWUP_DLQ with that reason."""
     good, bad = [], []
     with db:  # one transaction: commit on success, rollback on any exception
+        db.execute("BEGIN")
         for msg in msgs:
+            # A savepoint per event: one that fails half-way leaves neither its key nor its effect.
+            db.execute("SAVEPOINT event")
             try:
                 event = from_http_event(HTTPMessage(headers=dict(msg.headers or {}), body=msg.data))
                 apply_event(db, event)
                 good.append(msg)
             except Exception as e:  # the SDK's errors share no base class
+                db.execute("ROLLBACK TO event")
                 bad.append((msg, repr(e)))
+            db.execute("RELEASE event")
     for msg in good:
         await msg.ack_sync()
     for msg, reason in bad:

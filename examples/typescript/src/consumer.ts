@@ -35,14 +35,18 @@ function saveState(path: string, state: State): void {
   renameSync(tmp, path);
 }
 
-/** Applies one event to the state; an idempotency key seen before is skipped. */
+/** Applies one event to the state; an idempotency key seen before is skipped. The key is
+ * recorded after the effect, so an event that throws half-way is not marked applied. */
 function applyEvent(state: State, event: CloudEvent<Record<string, any>>): void {
   const key = String(event.idempotencykey);
   if (state.applied[key]) return; // a redelivery or replay of something already applied
+  project(state, event.type, event.data ?? {});
   state.applied[key] = true;
-  const data = event.data ?? {};
+}
+
+function project(state: State, type: string, data: Record<string, any>): void {
   const bump = (name: string) => { state.counts[name] = (state.counts[name] ?? 0) + 1; };
-  switch (event.type) {
+  switch (type) {
     case "lead.changed.v1": {
       // A snapshot of the lead: keep it only if it is newer than what we have.
       const known = state.leads[String(data.leadId)];

@@ -4,6 +4,7 @@
 //! module durable except the projector's also gets its replay durable: the same name on
 //! `FOLLOWUP_DLQ`, filtered to `followup.dlq.replay.<durable>`.
 
+use async_nats::jetstream::context::ConsumerInfoErrorKind;
 use async_nats::jetstream::{self, consumer, stream::Stream};
 use followup_contract::{DLQ_STREAM_NAME, PROJECTOR_CONSUMER, STREAM_NAME, dlq_replay_subject};
 
@@ -95,7 +96,7 @@ pub async fn apply_definitions(
                         Action::Updated(fields)
                     }
                 }
-                Err(e) if e.to_string().contains("not found") => Action::Created,
+                Err(e) if e.kind() == ConsumerInfoErrorKind::NotFound => Action::Created,
                 Err(e) => return Err(nats(stream_name, &definition.durable)(&e)),
             };
             plans.push(Plan {

@@ -9,14 +9,13 @@
 # (an attribute, a time, a number in `data`) breaks them even when our own tests pass.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source scripts/services.sh # free_port, stop_pids, nats_listening, ensure_*
+source scripts/services.sh # start_private_stack, free_port, stop_pids, ensure_*
 ensure_cloudevents_readers
 ensure_aiosmtpd
 # A real SMTP server (started by start_private_stack): the log mailer accepts any address, only
 # the SMTP mailer finds an invalid one (lettre's parse → permanent failure), and a `failed` event
 # needs a failure. The test server answers 550 to a local part containing "reject": a second,
 # server-side permanent failure.
-source scripts/private-stack.sh
 start_private_stack cloudevents
 
 target/debug/followup-producer migrate

@@ -7,11 +7,10 @@
 # computed independently from `followup-projector show-events` (scripts/check-examples.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source scripts/services.sh # free_port, stop_pids, nats_listening, ensure_*
+source scripts/services.sh # start_private_stack, free_port, stop_pids, ensure_*
 ensure_example_consumers
 ensure_aiosmtpd
 started=$(date +%s)
-source scripts/private-stack.sh
 start_private_stack examples
 
 target/debug/followup-producer migrate

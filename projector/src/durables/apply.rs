@@ -8,7 +8,7 @@ use async_nats::jetstream::context::ConsumerInfoErrorKind;
 use async_nats::jetstream::{self, consumer, stream::Stream};
 use followup_contract::{DLQ_STREAM_NAME, PROJECTOR_CONSUMER, STREAM_NAME, dlq_replay_subject};
 
-use super::definitions::{Definition, LOCKED_FIELDS, differing_fields};
+use super::{Definition, LOCKED_FIELDS, differing_fields};
 
 /// What `apply` did to one durable.
 #[derive(Debug, Clone, PartialEq, Eq)]

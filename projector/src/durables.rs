@@ -2,6 +2,10 @@
 //! form `nats consumer add FOLLOWUP --config <file>` takes. Reading a directory of them, and
 //! telling which fields of a live durable differ from its file.
 
+mod apply;
+
+pub use apply::{Action, Applied, ApplyError, apply_definitions};
+
 use std::path::{Path, PathBuf};
 
 use async_nats::jetstream::consumer::{self, IntoConsumerConfig};

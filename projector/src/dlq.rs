@@ -1,8 +1,18 @@
-//! `dlq list` and `dlq replay`: the dead letters of FOLLOWUP's durables, as stored by the
+//! Dead letters of every durable on `FOLLOWUP`: the collector that fills the `FOLLOWUP_DLQ`
+//! stream from JetStream's max-deliveries advisories, and listing and replaying its letters.
+//! The projector's own poison messages (valid NATS messages that are no valid event) keep their
+//! table `projection_dead_letters`: they are stored in the same transaction as the batch around
+//! them and replayed into the projection by `dead-letters replay`, which a stream cannot do.
+//!
+//! Here: `dlq list` and `dlq replay`: the dead letters of FOLLOWUP's durables, as stored by the
 //! collector, and their replay to the one module they belong to. A replay is published on
 //! `followup.dlq.replay.<durable>`, which only that module's replay durable (same name, on
 //! `FOLLOWUP_DLQ`) reads: nats-server 2.9 gives a consumer one filter subject, so a module's
 //! replays cannot go through its `FOLLOWUP` durable without reaching every other module too.
+
+mod collect;
+
+pub use collect::collect_dead_letters;
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::stream::{RawMessageErrorKind, Stream};

@@ -1,6 +1,7 @@
 //! Dead letters of another module's durable: a module that always fails one message sees it
 //! dead-lettered after `max_deliver` (with its sequence, durable, deliveries and last error),
-//! counted on the projector's /metrics, stored once however often the advisory arrives, and
+//! counted on the projector's /metrics, collected when a projector starts after the advisory was
+//! raised, stored once however often the advisory arrives, and
 //! replayed after the fix to that module exactly once and to no other module.
 
 use std::time::Duration;
@@ -25,6 +26,8 @@ async fn durable(js: &jetstream::Context, stream: &str, name: &str) -> PullConsu
         .await
         .unwrap()
 }
+
+const ADVISORY_A: &str = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.FOLLOWUP.mod-a";
 
 /// Module `mod-a`: acks everything except stream sequence `poison`, which it reports and naks.
 fn spawn_failing_module(js: jetstream::Context, poison: u64, stop: CancellationToken) {
@@ -78,7 +81,6 @@ async fn a_message_one_module_always_fails_is_dead_lettered_counted_and_replayed
     write_definition(dir.path(), "mod-b", "all", 3);
     let definitions = read_definitions(dir.path()).unwrap();
     apply_definitions(&h.js, &definitions, false).await.unwrap();
-    let projector = h.spawn_projector(h.config()).await;
     let now = Utc::now();
     for lead in 1..=3 {
         h.publish(&change(lead, 1, "ACTIVE", "u1").at(now).event())
@@ -93,6 +95,23 @@ async fn a_message_one_module_always_fails_is_dead_lettered_counted_and_replayed
     let fixed = CancellationToken::new();
     spawn_failing_module(h.js.clone(), 2, fixed.clone());
 
+    // No projector (so no collector) runs yet: FOLLOWUP_DLQ keeps the advisory until one starts.
+    let captured = eventually(Duration::from_secs(30), || async {
+        let dlq = h.js.get_stream(DLQ_STREAM_NAME).await.ok()?;
+        dlq.get_last_raw_message_by_subject(ADVISORY_A).await.ok()
+    })
+    .await;
+    assert!(
+        captured.is_some(),
+        "the max-deliveries advisory is captured"
+    );
+    assert!(
+        list_module_dead_letters(&h.js, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let projector = h.spawn_projector(h.config()).await;
     let letters = eventually(Duration::from_secs(30), || async {
         let letters = list_module_dead_letters(&h.js, Some("mod-a")).await.ok()?;
         (!letters.is_empty()).then_some(letters)
@@ -122,14 +141,11 @@ async fn a_message_one_module_always_fails_is_dead_lettered_counted_and_replayed
     // The same advisory again (a redelivery after a collector crash): stored and counted once.
     let advisory = serde_json::json!({"stream": "FOLLOWUP", "consumer": "mod-a",
         "stream_seq": 2, "deliveries": 3});
-    h.js.publish(
-        "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.FOLLOWUP.mod-a",
-        advisory.to_string().into(),
-    )
-    .await
-    .unwrap()
-    .await
-    .unwrap();
+    h.js.publish(ADVISORY_A, advisory.to_string().into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
     let collected = eventually(Duration::from_secs(10), || async {
         let info = durable(&h.js, DLQ_STREAM_NAME, DLQ_COLLECTOR_CONSUMER)
             .await

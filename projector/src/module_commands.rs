@@ -5,7 +5,10 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use async_nats::jetstream;
+use async_nats::jetstream::context::{GetStreamError, GetStreamErrorKind};
+use async_nats::jetstream::{self, ErrorCode};
+use followup_contract::{DLQ_STREAM_NAME, STREAM_NAME};
+use followup_infra::nats::dlq_stream_config;
 use followup_infra::{connect_nats, ensure_stream_replicas};
 use tokio_util::sync::CancellationToken;
 
@@ -25,8 +28,7 @@ pub async fn run_consumers(
     } = command;
     let definitions = read_definitions(&dir)?;
     let js = connect(config, shutdown).await?;
-    // The streams first: FOLLOWUP_DLQ must exist before a replay durable can.
-    ensure_stream_replicas(&js, &config.stream).await?;
+    create_missing_streams(&js, config).await?;
     let applied = match apply_definitions(&js, &definitions, allow_policy_change).await {
         Ok(applied) => applied,
         Err(err @ crate::durables::ApplyError::Refused(_)) => {
@@ -78,6 +80,33 @@ pub async fn run_dlq(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The streams must exist before their durables. Only missing ones are created (FOLLOWUP_DLQ with
+/// FOLLOWUP's replicas): an operator's apply never changes a live stream, whose replicas and
+/// retention are the services' `STREAM_*` settings.
+async fn create_missing_streams(js: &jetstream::Context, config: &Config) -> anyhow::Result<()> {
+    let missing = |e: &GetStreamError| {
+        matches!(e.kind(), GetStreamErrorKind::JetStream(e)
+            if e.error_code() == ErrorCode::STREAM_NOT_FOUND)
+    };
+    let mut followup = match js.get_stream(STREAM_NAME).await {
+        Ok(stream) => stream,
+        Err(e) if missing(&e) => return ensure_stream_replicas(js, &config.stream).await.map(drop),
+        Err(e) => return Err(e).context("looking up stream FOLLOWUP"),
+    };
+    match js.get_stream(DLQ_STREAM_NAME).await {
+        Ok(_) => Ok(()),
+        Err(e) if missing(&e) => {
+            let mut dlq = dlq_stream_config()?;
+            dlq.num_replicas = followup.info().await?.config.num_replicas;
+            js.create_stream(dlq)
+                .await
+                .context("creating stream FOLLOWUP_DLQ")?;
+            Ok(())
+        }
+        Err(e) => Err(e).context("looking up stream FOLLOWUP_DLQ"),
+    }
 }
 
 async fn connect(

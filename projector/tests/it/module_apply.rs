@@ -76,9 +76,17 @@ async fn apply_creates_is_idempotent_updates_tunables_and_refuses_a_changed_deli
     let replay = live(&js, DLQ_STREAM_NAME, "mod-a").await;
     assert_eq!(replay.config.filter_subject, "followup.dlq.replay.mod-a");
 
+    // A live stream is the services' business (STREAM_* settings): apply leaves it alone.
+    let mut stream = js.get_stream(STREAM_NAME).await.unwrap();
+    let mut config = stream.info().await.unwrap().config.clone();
+    config.max_age = std::time::Duration::from_secs(86_400);
+    js.update_stream(config).await.unwrap();
+
     let (ok, out, _) = apply(&nats, dir.path(), &[]);
     assert!(ok);
     assert_eq!(out.matches(": unchanged").count(), 4, "{out}");
+    let info = stream.info().await.unwrap();
+    assert_eq!(info.config.max_age, std::time::Duration::from_secs(86_400));
 
     write_definition(dir.path(), "mod-b", "all", 7);
     let (ok, out, _) = apply(&nats, dir.path(), &[]);

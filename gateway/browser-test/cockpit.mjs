@@ -10,18 +10,13 @@
 //
 // Environment: GATEWAY_URL, TOKEN, SCREENSHOT (PNG path), CHROMIUM (default /usr/bin/chromium).
 
-import { chromium } from 'playwright-core';
-import readline from 'node:readline';
+import { launchChromium, nextLine, run } from './launch.mjs';
 
 const url = process.env.GATEWAY_URL;
 const token = process.env.TOKEN;
 const screenshot = process.env.SCREENSHOT;
-const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
 const benchRuns = Number(process.env.BENCH_RUNS || 0);
 const FIGURES = ['pendingT3', 'pendingT7', 'sentToday', 'conversionRate'];
-
-const lines = readline.createInterface({ input: process.stdin });
-const nextLine = () => new Promise((resolve) => lines.once('line', resolve));
 
 async function figuresOf(page) {
   return page.evaluate((names) => {
@@ -41,12 +36,7 @@ async function firstFiguresMs(page) {
 }
 
 async function main() {
-  const browser = await chromium.launch({
-    executablePath,
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync'],
-  });
+  const browser = await launchChromium();
   try {
     // A phone: the widget must be readable there.
     const context = await browser.newContext({
@@ -97,6 +87,9 @@ async function main() {
       figures: await figuresOf(page),
       firstFiguresMs: await firstFiguresMs(page),
       urlAfterLoad: page.url(),
+      lang: await page.evaluate(() => document.documentElement.lang),
+      label: await page.textContent('[data-tile="pendingT3"] h2'),
+      tileLabel: await page.getAttribute('[data-tile="pendingT3"]', 'aria-label'),
       scriptSeesCookie: await page.evaluate(() => document.cookie.includes('followup_session')),
       cookie: session ? { httpOnly: session.httpOnly, sameSite: session.sameSite, path: session.path } : null,
     };
@@ -119,7 +112,4 @@ async function main() {
   }
 }
 
-main().then(() => process.exit(0), (err) => {
-  console.log('FAIL ' + String(err && err.stack || err).replace(/\n/g, ' | '));
-  process.exit(1);
-});
+run(main);

@@ -93,7 +93,7 @@ pub struct Runs {
 }
 
 /// The scope a caller asked for, after the role check.
-fn scope_for(principal: &Principal, query: &OwnerQuery) -> Result<Scope, ApiError> {
+pub(crate) fn scope_for(principal: &Principal, query: &OwnerQuery) -> Result<Scope, ApiError> {
     let owner = principal.figures_owner(query.owner()?)?;
     Ok(owner.map_or(Scope::Org, Scope::User))
 }
@@ -126,7 +126,7 @@ pub fn snapshot_of(figures: &Figures) -> anyhow::Result<Snapshot> {
     })
 }
 
-fn no_store<T: IntoResponse>(body: T) -> Response {
+pub(crate) fn no_store<T: IntoResponse>(body: T) -> Response {
     let mut response = body.into_response();
     response
         .headers_mut()

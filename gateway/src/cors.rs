@@ -15,9 +15,11 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 /// The paths a page of another origin may call: the figures and the stream, under both names.
-pub const CROSS_ORIGIN_PATHS: [&str; 5] = [
+pub const CROSS_ORIGIN_PATHS: [&str; 7] = [
     "/api/followup/metrics",
     "/api/followup/runs",
+    "/api/followup/leads",
+    "/api/followup/history",
     "/api/dashboard/followup-stream",
     "/metrics/followup",
     "/metrics/followup/stream",
@@ -38,6 +40,14 @@ impl CorsOrigins {
             .map(|o| HeaderValue::from_str(o))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(CorsOrigins(values.into()))
+    }
+
+    /// The origins, as listed.
+    pub fn origins(&self) -> Vec<String> {
+        self.0
+            .iter()
+            .filter_map(|o| o.to_str().ok().map(str::to_owned))
+            .collect()
     }
 
     fn allows(&self, origin: &HeaderValue) -> bool {

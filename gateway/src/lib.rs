@@ -19,6 +19,7 @@ pub mod config;
 pub mod cors;
 pub mod error;
 pub mod hub;
+pub mod insights;
 pub mod limits;
 mod listen;
 pub mod metrics;

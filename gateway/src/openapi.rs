@@ -4,7 +4,10 @@
 //! `scripts/check-api.sh` know; a test checks that they name exactly the fields those types
 //! serialise.
 
-use followup_readmodel::{Figures, RecentRun, Trend};
+use followup_readmodel::{
+    DueClass, Figures, FollowUpFailure, History, HistoryDay, LastFollowUp, LeadFigure, LeadItem,
+    LeadPage, NextFollowUp, RecentRun, Trend,
+};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -49,12 +52,29 @@ impl Modify for Security {
         crate::api::get_metrics_crm_path,
         crate::api::get_stream_crm_path,
         crate::api::get_runs,
+        crate::insights::get_leads,
+        crate::insights::get_history,
         crate::api::create_session,
         crate::api::delete_session,
         crate::unsubscribe::confirm_unsubscribe,
         crate::unsubscribe::unsubscribe,
     ),
-    components(schemas(crate::error::ErrorBody, Figures, RecentRun, Runs, Trend)),
+    components(schemas(
+        crate::error::ErrorBody,
+        Figures,
+        RecentRun,
+        Runs,
+        Trend,
+        LeadPage,
+        LeadItem,
+        LeadFigure,
+        DueClass,
+        NextFollowUp,
+        LastFollowUp,
+        FollowUpFailure,
+        History,
+        HistoryDay
+    )),
     modifiers(&Security),
     tags(
         (name = "followup", description = "Cockpit figures"),
@@ -92,6 +112,26 @@ mod tests {
         let mut keys: Vec<String> = value.as_object().unwrap().keys().cloned().collect();
         keys.sort();
         keys
+    }
+
+    /// `gateway/openapi.json` is the committed document the widget package generates its
+    /// TypeScript types from (`npm run gen:types` in `widget/`); it must be what the gateway
+    /// serves. `UPDATE_OPENAPI=1 cargo test -p followup-gateway openapi` rewrites it.
+    #[test]
+    fn committed_document_is_the_served_one() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("openapi.json");
+        let served: serde_json::Value = serde_json::from_str(&openapi_json()).unwrap();
+        let pretty = serde_json::to_string_pretty(&served).unwrap() + "\n";
+        if std::env::var_os("UPDATE_OPENAPI").is_some() {
+            std::fs::write(&path, &pretty).unwrap();
+        }
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == pretty,
+            "{} differs from the served document: run UPDATE_OPENAPI=1 cargo test -p \
+             followup-gateway openapi, then npm run gen:types in widget/",
+            path.display()
+        );
     }
 
     #[test]

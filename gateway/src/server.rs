@@ -196,9 +196,17 @@ pub fn router(state: AppState, readiness: Readiness) -> Router {
 pub fn router_with(state: AppState, readiness: Readiness, options: RouterOptions) -> Router {
     let metrics = state.metrics.clone();
     let openapi: Arc<str> = crate::openapi::openapi_json().into();
+    let hosts = options
+        .cors
+        .as_ref()
+        .map(CorsOrigins::origins)
+        .unwrap_or_default();
+    let pages = Arc::new(page::Pages::new(state.tz.name(), &hosts));
     let api = Router::new()
         .route("/api/followup/metrics", get(api::get_metrics))
         .route("/api/followup/runs", get(api::get_runs))
+        .route("/api/followup/leads", get(crate::insights::get_leads))
+        .route("/api/followup/history", get(crate::insights::get_history))
         .route("/api/dashboard/followup-stream", get(api::get_stream))
         // The CRM's resource paths for the same figures and stream (DESIGN.md "Interfaces").
         .route("/metrics/followup", get(api::get_metrics_crm_path))
@@ -210,7 +218,12 @@ pub fn router_with(state: AppState, readiness: Readiness, options: RouterOptions
         health_router(readiness)
     };
     let app = Router::new()
-        .route("/", get(page::index))
+        .route(
+            "/",
+            get(move |query, headers: axum::http::HeaderMap| async move {
+                page::index(&pages, &query, &headers)
+            }),
+        )
         .route("/assets/cockpit.js", get(page::script))
         .route("/assets/cockpit.css", get(page::style))
         .route("/assets/early.js", get(page::early_script))

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use followup_projector::{begin_snapshot, write_snapshot};
 use followup_testkit::TestDb;
+use followup_testkit::crm_fill::fill_crm;
 use sqlx::PgPool;
 
 fn env_usize(name: &str, default: usize) -> usize {
@@ -30,36 +31,6 @@ fn env_usize(name: &str, default: usize) -> usize {
 }
 
 const TZ: chrono_tz::Tz = chrono_tz::Europe::Berlin;
-
-/// The CRM's data, written with our change triggers off (a CRM that held these leads before
-/// the pipeline was installed).
-const FILL: [&str; 7] = [
-    "ALTER TABLE leads DISABLE TRIGGER USER",
-    "ALTER TABLE lead_collaborators DISABLE TRIGGER USER",
-    "ALTER TABLE lead_consent DISABLE TRIGGER USER",
-    "INSERT INTO leads (company_name, contact_person, email, business_type, territory_id, status,
-                        owner_user_id, registered_at, t3_followup_sent, t7_followup_sent,
-                        followup_count, metadata, contact_blocked, consent_revoked_at, created_by)
-     SELECT 'Firma ' || i, 'Kontakt ' || i, 'lead' || i || '@example.com', 'RESTAURANT', 'DE',
-            (ARRAY['ACTIVE','ACTIVE','ACTIVE','REGISTERED','CONVERTED','LOST','REMINDER'])[1 + i % 7],
-            'user' || (i % 200),
-            (now() AT TIME ZONE 'UTC') - (i % 30) * interval '1 day',
-            CASE WHEN i % 11 = 0 THEN NULL ELSE i % 3 = 0 END,
-            CASE WHEN i % 13 = 0 THEN NULL ELSE FALSE END,
-            CASE WHEN i % 17 = 0 THEN NULL ELSE 0 END,
-            CASE WHEN i % 19 = 0 THEN NULL ELSE '{\"emailConsent\": true}'::jsonb END,
-            i % 33 = 0, CASE WHEN i % 33 = 0 THEN now() AT TIME ZONE 'UTC' END, 'import'
-     FROM generate_series(1, $1::bigint) AS i",
-    "INSERT INTO lead_collaborators (lead_id, user_id)
-     SELECT id, 'user' || ((id + 7) % 200) FROM leads WHERE id % 5 = 0 AND $1::bigint > 0",
-    "INSERT INTO lead_activities (lead_id, user_id, activity_type, activity_date, metadata)
-     SELECT id, 'SYSTEM', 'NOTE', registered_at + interval '3 days',
-            '{\"followup_type\": \"T3_FOLLOWUP\", \"automated\": true}'::jsonb
-     FROM leads WHERE id % 10 = 0 AND $1::bigint > 0",
-    "INSERT INTO lead_consent (lead_id, channel, status, occurred_at)
-     SELECT id, 'EMAIL', 'OPT_OUT', now() AT TIME ZONE 'UTC' FROM leads
-     WHERE id % 20 = 0 AND $1::bigint > 0",
-];
 
 /// The snapshot's reads without its work: every lead, its collaborators and follow-ups.
 const BASELINE_READ: &str = "
@@ -75,13 +46,7 @@ async fn main() {
     let rounds = env_usize("BENCH_ROUNDS", 3);
     let db = TestDb::new().await;
     let started = Instant::now();
-    for sql in FILL {
-        sqlx::query(sql)
-            .bind(leads as i64)
-            .execute(&db.pool)
-            .await
-            .expect("fill the CRM");
-    }
+    fill_crm(&db.pool, leads).await;
     sqlx::query("VACUUM ANALYZE")
         .execute(&db.pool)
         .await

@@ -130,6 +130,7 @@ pub(crate) fn fold_events(
                         sent_at: sent.sent_at,
                         run_id: sent.run_id.clone(),
                         failed: false,
+                        reason: None,
                     };
                     add_delivery(&mut plan, record, sent.lead_id, delivery, *at, tz);
                     Outcome::Applied
@@ -149,6 +150,7 @@ pub(crate) fn fold_events(
                         sent_at: *at,
                         run_id: String::new(),
                         failed: true,
+                        reason: Some(failed.reason.clone()),
                     };
                     add_delivery(&mut plan, record, failed.lead_id, delivery, *at, tz);
                     Outcome::Applied

@@ -38,6 +38,8 @@ pub mod show_events;
 pub mod snapshot;
 mod store;
 pub mod verify;
+pub mod verify_history;
+pub mod verify_lists;
 mod write;
 
 pub use apply::{ApplyError, BatchReport, apply_and_commit, apply_messages, apply_parsed};
@@ -52,3 +54,4 @@ pub use rebuild::{RebuildProgress, rebuild_projection};
 pub use serve::run_until_stopped;
 pub use snapshot::{SnapshotReport, begin_snapshot, ensure_snapshot, write_snapshot};
 pub use verify::{Mismatch, VerifyReport, truth_pending, verify_projection};
+pub use verify_lists::{LeadLists, served_list, truth_lists};

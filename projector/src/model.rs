@@ -88,6 +88,8 @@ pub(crate) struct Delivery {
     pub sent_at: DateTime<Utc>,
     pub run_id: String,
     pub failed: bool,
+    /// Why it finally failed (the `failed` event's reason); `None` for sent ones.
+    pub reason: Option<String>,
 }
 
 /// A lead with its deliveries: everything its contribution depends on.
@@ -167,9 +169,17 @@ pub(crate) struct TotalsDelta {
 /// Changes of one scope's counters for one local day.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct DayDelta {
+    /// Follow-ups delivered that day (`t3_sent + t7_sent`, what "sent today" reads).
     pub sent: i64,
     pub t3_net: i64,
     pub t7_net: i64,
+    pub t3_sent: i64,
+    pub t7_sent: i64,
+    /// Follow-ups that finally failed that day.
+    pub failed: i64,
+    /// Followed-up leads that became CONVERTED that day (negative: a conversion undone), as
+    /// recorded when it happened: it stays with the scopes the lead had then.
+    pub converted: i64,
 }
 
 /// Accumulated deltas of a batch. An entry exists for every key a transition touched, even when
@@ -212,8 +222,13 @@ impl FigureDeltas {
                 followed: sign * i64::from(followed),
                 converted: sign * i64::from(followed && state.status == "CONVERTED"),
             };
-            let sent_days: Vec<NaiveDate> =
-                record.sent().map(|d| local_date(d.sent_at, tz)).collect();
+            // Sent and failed counts are facts of the deliveries: they move with the lead's
+            // membership (as `sent` always did), so they can be rebuilt from the CRM.
+            let delivery_days: Vec<(NaiveDate, &Delivery)> = record
+                .deliveries
+                .iter()
+                .map(|d| (local_date(d.sent_at, tz), d))
+                .collect();
             for scope in record.scopes() {
                 let entry = slot(&mut self.totals, &scope);
                 entry.pending_t3 += totals.pending_t3;
@@ -224,10 +239,119 @@ impl FigureDeltas {
                 let net = days.entry(day).or_default();
                 net.t3_net += totals.pending_t3;
                 net.t7_net += totals.pending_t7;
-                for sent_day in &sent_days {
-                    days.entry(*sent_day).or_default().sent += sign;
+                for (delivery_day, delivery) in &delivery_days {
+                    let entry = days.entry(*delivery_day).or_default();
+                    match (delivery.failed, delivery.kind) {
+                        (true, _) => entry.failed += sign,
+                        (false, FollowupKind::T3) => {
+                            entry.sent += sign;
+                            entry.t3_sent += sign;
+                        }
+                        (false, FollowupKind::T7) => {
+                            entry.sent += sign;
+                            entry.t7_sent += sign;
+                        }
+                    }
                 }
             }
         }
+        let change = conversion_change(before, after);
+        if change != 0 {
+            for scope in after.scopes() {
+                slot(&mut self.days, &scope)
+                    .entry(day)
+                    .or_default()
+                    .converted += change;
+            }
+        }
+    }
+}
+
+/// +1 when this transition converts a followed-up lead, -1 when it undoes a conversion, else 0.
+/// Only for a lead that was known before and still counts: a snapshot's first sight of a lead
+/// converted long ago has no day, and a deleted lead is not an undone conversion.
+fn conversion_change(before: &LeadRecord, after: &LeadRecord) -> i64 {
+    let converted = |r: &LeadRecord| r.sent().next().is_some() && r.state.status == "CONVERTED";
+    if !before.state.is_known() || !after.state.counts() {
+        return 0;
+    }
+    i64::from(converted(after)) - i64::from(converted(before))
+}
+
+#[cfg(test)]
+mod day_tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    fn record(status: &str, sent: &[(FollowupKind, bool)], at: DateTime<Utc>) -> LeadRecord {
+        let mut state = LeadState::unknown();
+        state.owner_user_id = Some("u1".into());
+        state.status = status.into();
+        state.registered_at = Some(at);
+        state.changed_at = Some(at);
+        LeadRecord {
+            state,
+            deliveries: sent
+                .iter()
+                .map(|(kind, failed)| Delivery {
+                    kind: *kind,
+                    sent_at: at,
+                    run_id: "r".into(),
+                    failed: *failed,
+                    reason: None,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn days_count_sent_by_kind_failures_and_conversions_as_they_happen() {
+        let tz = chrono_tz::Europe::Berlin;
+        let at = Utc.with_ymd_and_hms(2026, 11, 30, 10, 0, 0).unwrap();
+        let day = local_date(at, tz);
+        let followed = record("ACTIVE", &[(FollowupKind::T3, false)], at);
+        let converted = record("CONVERTED", &[(FollowupKind::T3, false)], at);
+        let mut deltas = FigureDeltas::default();
+        deltas.record_transition(&followed, &converted, at, tz);
+        let org = deltas.days["org"][&day];
+        // The T+3 moves out and back in: net zero; the conversion counts once.
+        assert_eq!((org.t3_sent, org.sent, org.converted), (0, 0, 1));
+        assert_eq!(deltas.days["user:u1"][&day].converted, 1);
+
+        let mut deltas = FigureDeltas::default();
+        deltas.record_transition(&converted, &followed, at, tz);
+        assert_eq!(
+            deltas.days["org"][&day].converted, -1,
+            "a conversion undone"
+        );
+
+        // First sight (snapshot) of a converted lead: no conversion day.
+        let mut deltas = FigureDeltas::default();
+        deltas.record_transition(&LeadRecord::unknown(), &converted, at, tz);
+        assert_eq!(deltas.days["org"][&day].converted, 0);
+        assert_eq!(deltas.days["org"][&day].t3_sent, 1);
+
+        // Deleted: not an undone conversion.
+        let mut gone = converted.clone();
+        gone.state.deleted = true;
+        let mut deltas = FigureDeltas::default();
+        deltas.record_transition(&converted, &gone, at, tz);
+        assert_eq!(deltas.days["org"][&day].converted, 0);
+
+        let failed = record("ACTIVE", &[(FollowupKind::T3, true)], at);
+        let mut deltas = FigureDeltas::default();
+        deltas.record_transition(&LeadRecord::unknown(), &failed, at, tz);
+        let org = deltas.days["org"][&day];
+        assert_eq!((org.failed, org.sent, org.t3_sent), (1, 0, 0));
+        let t7 = record(
+            "ACTIVE",
+            &[(FollowupKind::T3, false), (FollowupKind::T7, false)],
+            at,
+        );
+        let mut deltas = FigureDeltas::default();
+        deltas.record_transition(&followed, &t7, at, tz);
+        let org = deltas.days["org"][&day];
+        assert_eq!((org.t3_sent, org.t7_sent, org.sent), (0, 1, 1));
     }
 }

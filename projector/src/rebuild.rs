@@ -15,8 +15,10 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use async_nats::jetstream::{self, consumer};
+use chrono::NaiveDate;
 use chrono_tz::Tz;
 use followup_contract::STREAM_NAME;
+use followup_readmodel::local_date;
 use sqlx::{Connection, PgConnection, PgPool};
 
 use crate::apply::{apply_messages, lock_projection};
@@ -29,6 +31,8 @@ const PROJECTION_DDL: &str = concat!(
     include_str!("../../migrations/20261129000003_projection.sql"),
     "\n",
     include_str!("../../migrations/20261202000004_projection_contactable.sql"),
+    "\n",
+    include_str!("../../migrations/20261204000002_projection_insights.sql"),
 );
 /// Session advisory lock that keeps a second rebuild out.
 const REBUILD_LOCK_KEY: i64 = 0x4650_5052_4f4a_0002;
@@ -104,7 +108,8 @@ pub async fn rebuild_projection(
     // holds (older ones apply over the snapshot harmlessly; see `snapshot`), so a stream whose
     // older events expired rebuilds the same figures.
     let mut snapshot = begin_snapshot(&mut shadow).await?;
-    write_snapshot(&mut snapshot, tz, chrono::Utc::now())
+    let snapshot_at = chrono::Utc::now();
+    write_snapshot(&mut snapshot, tz, snapshot_at)
         .await
         .context("taking the snapshot of the CRM")?;
     snapshot.commit().await?;
@@ -160,6 +165,7 @@ pub async fn rebuild_projection(
     lock_projection(&mut swap).await?;
     let live = live_position(&mut *swap).await?;
     reader.apply_until(&mut shadow, live, on_progress).await?;
+    carry_history(&mut swap, local_date(snapshot_at, tz)).await?;
     sqlx::raw_sql(SWAP_SQL)
         .execute(&mut *swap)
         .await
@@ -175,6 +181,43 @@ pub async fn rebuild_projection(
     shadow.close().await?;
     guard.close().await?;
     Ok(reader.progress)
+}
+
+/// What the CRM does not keep survives the rebuild: the conversions the projection recorded per
+/// day (all days: `serve` applied everything up to the swap), and the pending figures' net
+/// changes of the days before the snapshot's day `snapshot_day`, which then absorbs the
+/// difference so the net changes still add up to today's pending figures. Runs in the swap's
+/// transaction, under the projection lock.
+async fn carry_history(swap: &mut PgConnection, snapshot_day: NaiveDate) -> anyhow::Result<()> {
+    for statement in [
+        // The snapshot's day takes what the earlier days' nets change.
+        "INSERT INTO projection_rebuild.projection_scope_days AS d (scope, local_date, t3_net, t7_net) \
+         SELECT scope, $1, sum(t3), sum(t7) FROM ( \
+           SELECT scope, t3_net AS t3, t7_net AS t7 FROM projection_rebuild.projection_scope_days \
+           WHERE local_date < $1 \
+           UNION ALL SELECT scope, -t3_net, -t7_net FROM public.projection_scope_days \
+           WHERE local_date < $1) x \
+         GROUP BY scope HAVING sum(t3) <> 0 OR sum(t7) <> 0 \
+         ON CONFLICT (scope, local_date) DO UPDATE \
+           SET t3_net = d.t3_net + EXCLUDED.t3_net, t7_net = d.t7_net + EXCLUDED.t7_net",
+        "UPDATE projection_rebuild.projection_scope_days SET converted = 0, \
+           t3_net = CASE WHEN local_date < $1 THEN 0 ELSE t3_net END, \
+           t7_net = CASE WHEN local_date < $1 THEN 0 ELSE t7_net END",
+        "INSERT INTO projection_rebuild.projection_scope_days AS d \
+           (scope, local_date, t3_net, t7_net, converted) \
+         SELECT scope, local_date, CASE WHEN local_date < $1 THEN t3_net ELSE 0 END, \
+                CASE WHEN local_date < $1 THEN t7_net ELSE 0 END, converted \
+         FROM public.projection_scope_days \
+         ON CONFLICT (scope, local_date) DO UPDATE SET t3_net = d.t3_net + EXCLUDED.t3_net, \
+           t7_net = d.t7_net + EXCLUDED.t7_net, converted = EXCLUDED.converted",
+    ] {
+        sqlx::query(statement)
+            .bind(snapshot_day)
+            .execute(&mut *swap)
+            .await
+            .context("carrying the recorded history over")?;
+    }
+    Ok(())
 }
 
 async fn create_shadow_tables(shadow: &mut PgConnection) -> anyhow::Result<()> {

@@ -72,9 +72,9 @@ WITH sent AS (
   WHERE a.metadata ? 'followup_type' AND a.lead_id > $1 AND a.lead_id <= $2
     AND a.metadata ->> 'followup_type' IN ('T3_FOLLOWUP', 'T7_FOLLOWUP')
   GROUP BY 1, 2)
-SELECT lead_id, kind, sent_at, run_id, FALSE AS failed FROM sent
+SELECT lead_id, kind, sent_at, run_id, FALSE AS failed, NULL::text AS reason FROM sent
 UNION ALL
-SELECT d.lead_id, d.kind, d.delivered_at, '', TRUE FROM followup_deliveries d
+SELECT d.lead_id, d.kind, d.delivered_at, '', TRUE, d.reason FROM followup_deliveries d
 WHERE d.status = 'failed' AND d.lead_id > $1 AND d.lead_id <= $2
   AND NOT EXISTS (SELECT 1 FROM sent s WHERE s.lead_id = d.lead_id AND s.kind = d.kind)";
 
@@ -178,6 +178,7 @@ pub async fn write_snapshot(
                     sent_at: row.try_get("sent_at")?,
                     run_id: row.try_get("run_id")?,
                     failed: row.try_get("failed")?,
+                    reason: row.try_get("reason")?,
                 });
         }
         let mut plan = BatchPlan::default();

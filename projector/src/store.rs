@@ -57,11 +57,11 @@ pub(crate) async fn load_lead_records(
         "SELECT lead_id, sequence, owner_user_id, collaborator_user_ids, status, registered_at, \
            clock_stopped_at, t3_sent, t7_sent, contactable, deleted, changed_at, \
            NULL::text AS kind, NULL::timestamptz AS sent_at, NULL::text AS run_id, \
-           NULL::text AS delivery_status \
+           NULL::text AS delivery_status, NULL::text AS reason \
          FROM projection_leads WHERE lead_id = ANY($1) \
          UNION ALL \
          SELECT lead_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
-           kind, sent_at, run_id, status \
+           kind, sent_at, run_id, status, reason \
          FROM projection_deliveries WHERE lead_id = ANY($1) \
          ORDER BY lead_id, kind NULLS FIRST",
     )
@@ -102,6 +102,7 @@ pub(crate) async fn load_lead_records(
                 .try_get::<Option<String>, _>("delivery_status")?
                 .as_deref()
                 == Some("failed"),
+            reason: row.try_get("reason")?,
         };
         records
             .entry(lead_id)

@@ -12,14 +12,16 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use followup_readmodel::{conversion_percent, local_date, local_midnight};
-use sqlx::{PgConnection, Row};
+use sqlx::{AssertSqlSafe, PgConnection, Row};
 
 /// One figure that differs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mismatch {
     /// `org` or `user:<id>`.
     pub scope: String,
-    /// `pendingT3`, `pendingT7`, `sentToday`, `conversionRate`, `t3History` or `t7History`.
+    /// `pendingT3`, `pendingT7`, `sentToday`, `conversionRate`, `t3History`, `t7History`, or a
+    /// drill-down list: `pendingT3List`, `pendingT7List`, `sentTodayList`, `convertedList`,
+    /// `failedList`, or `history` (a day's sent and failed counts).
     pub figure: &'static str,
     pub projection: String,
     pub truth: String,
@@ -85,6 +87,7 @@ pub async fn verify_projection(
         .chain(projection.keys())
         .chain(history.keys())
         .collect();
+    let list_scopes: BTreeSet<String> = scopes.iter().map(|s| (*s).clone()).collect();
     let mut report = VerifyReport {
         scopes_checked: scopes.len(),
         mismatches: Vec::new(),
@@ -125,6 +128,12 @@ pub async fn verify_projection(
             }
         }
     }
+    report
+        .mismatches
+        .extend(crate::verify_lists::verify_lists(conn, &list_scopes, now, tz).await?);
+    report
+        .mismatches
+        .extend(crate::verify_history::verify_history(conn, tz).await?);
     Ok(report)
 }
 
@@ -146,41 +155,9 @@ pub async fn truth_pending(
         .collect())
 }
 
-async fn load_projection(
-    conn: &mut PgConnection,
-    today: chrono::NaiveDate,
-) -> sqlx::Result<BTreeMap<String, Counts>> {
-    let rows = sqlx::query(
-        "SELECT COALESCE(f.scope, d.scope) AS scope, COALESCE(f.pending_t3, 0) AS pending_t3, \
-                COALESCE(f.pending_t7, 0) AS pending_t7, COALESCE(f.followed, 0) AS followed, \
-                COALESCE(f.converted, 0) AS converted, COALESCE(d.sent, 0) AS sent_today \
-         FROM projection_scope_figures f \
-         FULL JOIN (SELECT scope, sent FROM projection_scope_days WHERE local_date = $1) d \
-           ON d.scope = f.scope",
-    )
-    .bind(today)
-    .fetch_all(conn)
-    .await?;
-    rows.iter().map(counts_from_row).collect()
-}
-
-/// The figures' definitions, in SQL over the CRM's tables as production has them (DESIGN.md
-/// "Domain"). A lead belongs to the organisation and to its (trimmed, non-blank) owner and
-/// collaborators from `lead_collaborators`; DELETED and GDPR-erased leads count nowhere, and
-/// neither do deliveries of leads that no longer exist. Pending means ACTIVE, clock running and
-/// contactable (`followup_contactable_row`, `followup_email_opted_out`: the rule's one SQL
-/// definition); NULL flags read as
-/// false; a lead whose follow-up of a kind finally failed (a `failed` delivery record, and no
-/// follow-up of that kind after all) is not pending for it, nor for T+7 when its T+3 failed.
-/// A follow-up is a `lead_activities` row with a `followup_type`, whoever wrote it (the
-/// CRM's older automation too); per lead and kind the first one counts, on its day.
-async fn load_truth(
-    conn: &mut PgConnection,
-    from: DateTime<Utc>,
-    until: DateTime<Utc>,
-) -> sqlx::Result<BTreeMap<String, Counts>> {
-    let rows = sqlx::query(
-        "WITH live AS ( \
+/// The truth's common part: per lead (`live`) its facts from the CRM's tables, and per scope the
+/// leads it holds (`scoped`); `$1`/`$2` bound the local day. See [`load_truth`].
+pub(crate) const TRUTH_CTES: &str = "WITH live AS ( \
            SELECT l.id, l.status, \
                   l.status = 'ACTIVE' AND l.clock_stopped_at IS NULL \
                     AND followup_contactable_row(l.email, l.metadata, l.contact_blocked, \
@@ -223,19 +200,56 @@ async fn load_truth(
          scoped AS ( \
            SELECT 'org' AS scope, live.* FROM live \
            UNION ALL SELECT m.scope, live.* FROM live JOIN members m ON m.id = live.id) \
-         SELECT scope, \
+        ";
+
+/// The figures from [`TRUTH_CTES`].
+const TRUTH_COUNTS: &str = "SELECT scope, \
            count(*) FILTER (WHERE may_send AND NOT t3 AND NOT t3_failed) AS pending_t3, \
            count(*) FILTER (WHERE may_send AND t3 AND NOT t7 AND NOT t3_failed \
                                   AND NOT t7_failed) AS pending_t7, \
            COALESCE(sum(today), 0)::int8 AS sent_today, \
            count(*) FILTER (WHERE followed) AS followed, \
            count(*) FILTER (WHERE followed AND status = 'CONVERTED') AS converted \
-         FROM scoped GROUP BY scope",
+         FROM scoped GROUP BY scope";
+
+async fn load_projection(
+    conn: &mut PgConnection,
+    today: chrono::NaiveDate,
+) -> sqlx::Result<BTreeMap<String, Counts>> {
+    let rows = sqlx::query(
+        "SELECT COALESCE(f.scope, d.scope) AS scope, COALESCE(f.pending_t3, 0) AS pending_t3, \
+                COALESCE(f.pending_t7, 0) AS pending_t7, COALESCE(f.followed, 0) AS followed, \
+                COALESCE(f.converted, 0) AS converted, COALESCE(d.sent, 0) AS sent_today \
+         FROM projection_scope_figures f \
+         FULL JOIN (SELECT scope, sent FROM projection_scope_days WHERE local_date = $1) d \
+           ON d.scope = f.scope",
     )
-    .bind(from)
-    .bind(until)
+    .bind(today)
     .fetch_all(conn)
     .await?;
+    rows.iter().map(counts_from_row).collect()
+}
+
+/// The figures' definitions, in SQL over the CRM's tables as production has them (DESIGN.md
+/// "Domain"). A lead belongs to the organisation and to its (trimmed, non-blank) owner and
+/// collaborators from `lead_collaborators`; DELETED and GDPR-erased leads count nowhere, and
+/// neither do deliveries of leads that no longer exist. Pending means ACTIVE, clock running and
+/// contactable (`followup_contactable_row`, `followup_email_opted_out`: the rule's one SQL
+/// definition); NULL flags read as
+/// false; a lead whose follow-up of a kind finally failed (a `failed` delivery record, and no
+/// follow-up of that kind after all) is not pending for it, nor for T+7 when its T+3 failed.
+/// A follow-up is a `lead_activities` row with a `followup_type`, whoever wrote it (the
+/// CRM's older automation too); per lead and kind the first one counts, on its day.
+async fn load_truth(
+    conn: &mut PgConnection,
+    from: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> sqlx::Result<BTreeMap<String, Counts>> {
+    let rows = sqlx::query(AssertSqlSafe(format!("{TRUTH_CTES} {TRUTH_COUNTS}")))
+        .bind(from)
+        .bind(until)
+        .fetch_all(conn)
+        .await?;
     rows.iter().map(counts_from_row).collect()
 }
 

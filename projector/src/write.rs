@@ -5,7 +5,7 @@
 //! caller's transaction. Table names are unqualified on purpose: `rebuild` points the same
 //! statement at its shadow schema through `search_path`.
 //!
-//! The statement has 49 parameters. Rather than numbering them by hand, each input (a
+//! The statement has 54 parameters. Rather than numbering them by hand, each input (a
 //! table's column arrays, or the progress) is one `bind_*` function beside the list of its
 //! columns' array types; [`WRITE_BATCH`] numbers the placeholders from those lists in the order
 //! [`write_plan`] binds the inputs, and names each input in the SQL.
@@ -52,10 +52,11 @@ static WRITE_BATCH: LazyLock<String> = LazyLock::new(|| {
            t3_sent = EXCLUDED.t3_sent, t7_sent = EXCLUDED.t7_sent, \
            contactable = EXCLUDED.contactable, deleted = EXCLUDED.deleted, \
            changed_at = EXCLUDED.changed_at), \
-         deliveries AS (INSERT INTO projection_deliveries AS pd (lead_id, kind, sent_at, run_id, status) \
+         deliveries AS (INSERT INTO projection_deliveries AS pd \
+             (lead_id, kind, sent_at, run_id, status, reason) \
            SELECT * FROM UNNEST({deliveries}) \
            ON CONFLICT (lead_id, kind) DO UPDATE SET sent_at = EXCLUDED.sent_at, \
-             run_id = EXCLUDED.run_id, status = EXCLUDED.status \
+             run_id = EXCLUDED.run_id, status = EXCLUDED.status, reason = EXCLUDED.reason \
            WHERE pd.status = 'failed' AND EXCLUDED.status = 'sent'), \
          totals AS (INSERT INTO projection_scope_figures AS f \
              (scope, pending_t3, pending_t7, followed, converted) \
@@ -64,10 +65,13 @@ static WRITE_BATCH: LazyLock<String> = LazyLock::new(|| {
              pending_t7 = f.pending_t7 + EXCLUDED.pending_t7, \
              followed = f.followed + EXCLUDED.followed, \
              converted = f.converted + EXCLUDED.converted), \
-         days AS (INSERT INTO projection_scope_days AS d (scope, local_date, sent, t3_net, t7_net) \
+         days AS (INSERT INTO projection_scope_days AS d (scope, local_date, sent, t3_net, t7_net, \
+             t3_sent, t7_sent, failed, converted) \
            SELECT * FROM UNNEST({days}) \
            ON CONFLICT (scope, local_date) DO UPDATE SET sent = d.sent + EXCLUDED.sent, \
-             t3_net = d.t3_net + EXCLUDED.t3_net, t7_net = d.t7_net + EXCLUDED.t7_net), \
+             t3_net = d.t3_net + EXCLUDED.t3_net, t7_net = d.t7_net + EXCLUDED.t7_net, \
+             t3_sent = d.t3_sent + EXCLUDED.t3_sent, t7_sent = d.t7_sent + EXCLUDED.t7_sent, \
+             failed = d.failed + EXCLUDED.failed, converted = d.converted + EXCLUDED.converted), \
          runs AS (INSERT INTO projection_runs (run_id, t3_count, t7_count, skipped_count, \
              error_count, processed_at, duration_ms) \
            SELECT * FROM UNNEST({runs}) ON CONFLICT DO NOTHING) \
@@ -198,9 +202,16 @@ fn bind_leads<'q>(query: Scalar<'q>, leads: &[(&'q i64, &'q LeadState)]) -> Scal
 }
 
 /// Array types of the deliveries input, in the order [`bind_deliveries`] binds them.
-const DELIVERY_TYPES: [&str; 5] = ["int8[]", "text[]", "timestamptz[]", "text[]", "text[]"];
+const DELIVERY_TYPES: [&str; 6] = [
+    "int8[]",
+    "text[]",
+    "timestamptz[]",
+    "text[]",
+    "text[]",
+    "text[]",
+];
 
-/// Binds lead id, kind, sent at, run id and status of the new deliveries.
+/// Binds lead id, kind, sent at, run id, status and failure reason of the new deliveries.
 fn bind_deliveries<'q>(query: Scalar<'q>, deliveries: &'q [(i64, Delivery)]) -> Scalar<'q> {
     query
         .bind(deliveries.iter().map(|(lead, _)| *lead).collect::<Vec<_>>())
@@ -228,6 +239,12 @@ fn bind_deliveries<'q>(query: Scalar<'q>, deliveries: &'q [(i64, Delivery)]) -> 
                 .map(|(_, d)| if d.failed { "failed" } else { "sent" })
                 .collect::<Vec<_>>(),
         )
+        .bind(
+            deliveries
+                .iter()
+                .map(|(_, d)| d.reason.as_deref())
+                .collect::<Vec<_>>(),
+        )
 }
 
 /// Array types of the totals input, in the order [`bind_totals`] binds them.
@@ -244,9 +261,12 @@ fn bind_totals<'q>(query: Scalar<'q>, totals: &'q BTreeMap<String, TotalsDelta>)
 }
 
 /// Array types of the days input, in the order [`bind_days`] binds them.
-const DAY_TYPES: [&str; 5] = ["text[]", "date[]", "int8[]", "int8[]", "int8[]"];
+const DAY_TYPES: [&str; 9] = [
+    "text[]", "date[]", "int8[]", "int8[]", "int8[]", "int8[]", "int8[]", "int8[]", "int8[]",
+];
 
-/// Binds scope, local date, sent, T+3 net and T+7 net of the day counters' deltas.
+/// Binds scope, local date, sent, T+3 net, T+7 net, T+3 sent, T+7 sent, failed and converted of
+/// the day counters' deltas.
 fn bind_days<'q>(
     query: Scalar<'q>,
     days: &'q BTreeMap<String, BTreeMap<NaiveDate, DayDelta>>,
@@ -261,6 +281,10 @@ fn bind_days<'q>(
         .bind(days.iter().map(|(_, _, d)| d.sent).collect::<Vec<_>>())
         .bind(days.iter().map(|(_, _, d)| d.t3_net).collect::<Vec<_>>())
         .bind(days.iter().map(|(_, _, d)| d.t7_net).collect::<Vec<_>>())
+        .bind(days.iter().map(|(_, _, d)| d.t3_sent).collect::<Vec<_>>())
+        .bind(days.iter().map(|(_, _, d)| d.t7_sent).collect::<Vec<_>>())
+        .bind(days.iter().map(|(_, _, d)| d.failed).collect::<Vec<_>>())
+        .bind(days.iter().map(|(_, _, d)| d.converted).collect::<Vec<_>>())
 }
 
 /// Array types of the runs input, in the order [`bind_runs`] binds them.
@@ -339,6 +363,6 @@ mod tests {
                 digits.parse().unwrap()
             })
             .collect();
-        assert_eq!(numbers, (1..=49).collect::<Vec<_>>());
+        assert_eq!(numbers, (1..=54).collect::<Vec<_>>());
     }
 }

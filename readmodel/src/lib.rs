@@ -10,12 +10,20 @@
 
 pub mod clock;
 pub mod figures;
+pub mod history;
+pub mod lead_query;
+pub mod leads;
 pub mod notice;
 pub mod scope;
 
 pub use clock::{Clock, local_date, local_midnight};
 pub use figures::{
     Figures, FiguresError, RecentRun, Trend, conversion_percent, load_figures, load_recent_runs,
+};
+pub use history::{History, HistoryDay, MAX_HISTORY_DAYS, load_history};
+pub use lead_query::load_lead_page;
+pub use leads::{
+    Cursor, DueClass, FollowUpFailure, LastFollowUp, LeadFigure, LeadItem, LeadPage, NextFollowUp,
 };
 pub use notice::ChangeNotice;
 pub use scope::{Scope, lead_members};

@@ -6,6 +6,7 @@
 
 pub mod catalog;
 pub mod crm;
+pub mod crm_fill;
 pub mod due_cases;
 
 use std::net::TcpListener;

@@ -54,16 +54,21 @@ pub fn browser_ready() -> bool {
         "the browser test needs Debian's `chromium` and `node`: \
          apt-get update && apt-get install -y chromium nodejs npm (./scripts/test.sh does it)"
     );
-    let dir = browser_test_dir();
-    if !dir.join("node_modules/playwright-core").exists() {
-        let status = std::process::Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&dir)
-            .status()
-            .expect("run npm");
-        assert!(status.success(), "npm ci in {} failed", dir.display());
-    }
+    install_node_modules(&browser_test_dir(), "playwright-core");
     true
+}
+
+/// `npm ci` in `dir` when `node_modules/<marker>` is missing (a fresh checkout).
+pub fn install_node_modules(dir: &Path, marker: &str) {
+    if dir.join("node_modules").join(marker).exists() {
+        return;
+    }
+    let status = std::process::Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(dir)
+        .status()
+        .expect("run npm");
+    assert!(status.success(), "npm ci in {} failed", dir.display());
 }
 
 /// The driver script, running; stdin/stdout lines.
@@ -74,19 +79,32 @@ pub struct Driver {
 
 impl Driver {
     pub fn spawn(stack: &Stack, token: &str, screenshot: &Path, bench_runs: usize) -> Driver {
-        let mut child = tokio::process::Command::new("node")
-            .arg("cockpit.mjs")
-            .current_dir(browser_test_dir())
-            .env("GATEWAY_URL", stack.url(""))
-            .env("TOKEN", token)
-            .env("SCREENSHOT", screenshot)
+        Driver::start(
+            &browser_test_dir(),
+            "cockpit.mjs",
+            &[
+                ("GATEWAY_URL", stack.url("")),
+                ("TOKEN", token.to_owned()),
+                ("SCREENSHOT", screenshot.display().to_string()),
+                ("BENCH_RUNS", bench_runs.to_string()),
+            ],
+        )
+    }
+
+    /// `node <script>` in `dir` with `env` (and `CHROMIUM`), its stdin and stdout piped.
+    pub fn start(dir: &Path, script: &str, env: &[(&str, String)]) -> Driver {
+        let mut command = tokio::process::Command::new("node");
+        command
+            .arg(script)
+            .current_dir(dir)
             .env("CHROMIUM", chromium().expect("chromium"))
-            .env("BENCH_RUNS", bench_runs.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start node");
+            .kill_on_drop(true);
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().expect("start node");
         let lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
         Driver { child, lines }
     }
@@ -129,6 +147,13 @@ impl Driver {
 
 /// One producer run now, as the cron would do it (log mailer); its counts.
 pub async fn producer_run(pool: &sqlx::PgPool) -> RunReport {
+    let delivery =
+        Delivery::log_to_stdout(b"gateway-test-unsubscribe-secret").expect("built-in templates");
+    producer_run_with(pool, &delivery).await
+}
+
+/// One manual producer run now with `delivery`; its counts.
+pub async fn producer_run_with(pool: &sqlx::PgPool, delivery: &Delivery) -> RunReport {
     let request = RunRequest {
         trigger: RunTrigger::Manual,
         now: Utc::now(),
@@ -137,7 +162,7 @@ pub async fn producer_run(pool: &sqlx::PgPool) -> RunReport {
     };
     let outcome = execute_run(
         pool,
-        &Delivery::log_to_stdout(b"gateway-test-unsubscribe-secret").expect("built-in templates"),
+        delivery,
         &ProducerMetrics::new(),
         &request,
         &CancellationToken::new(),
@@ -186,6 +211,10 @@ async fn cockpit_updates_live_in_chromium() {
     assert_eq!(figures["conversionRate"], "0.00");
     assert_eq!(figures["t7Trend"], "up", "T+7 pending rose today");
     assert_eq!(figures["status"], "live");
+    // The browser asks for English (en-US): the page answers in English, tiles read as sentences.
+    assert_eq!(ready["lang"], "en");
+    assert_eq!(ready["label"], "T+3 pending");
+    assert_eq!(ready["tileLabel"], "T+3 pending: 1, up since midnight");
     let url = ready["urlAfterLoad"].as_str().unwrap();
     assert!(!url.contains("token"), "token removed from the URL: {url}");
     assert_eq!(ready["scriptSeesCookie"], false, "the cookie is HttpOnly");

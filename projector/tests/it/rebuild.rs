@@ -128,3 +128,65 @@ async fn rebuild_produces_exactly_the_incrementally_built_projection() {
     assert_eq!(h.figures(&Scope::Org, at).await.pending_t3, before + 1);
     projector.stop().await;
 }
+
+/// What the CRM does not keep — conversions per day and the pending figures at earlier days'
+/// ends — survives a rebuild, even when the stream no longer holds the events that made it
+/// (here: recorded history the stream never had); the nets still add up to today's pending.
+#[tokio::test]
+async fn rebuild_keeps_the_recorded_history() {
+    let h = Harness::start().await;
+    let start = berlin(2026, 11, 20, 9, 0);
+    h.publish(&change(1, 1, "ACTIVE", "u1").at(start).event())
+        .await;
+    h.publish(
+        &change(2, 1, "ACTIVE", "u1")
+            .at(start + Duration::days(1))
+            .event(),
+    )
+    .await;
+    h.publish(&sent(2, FollowupKind::T3, start + Duration::days(2)))
+        .await;
+    let projector = h.spawn_projector(h.config()).await;
+    h.wait_until_caught_up().await;
+    // Recorded history the stream does not hold: two conversions on the 18th, and a lead that
+    // was pending from the 18th to the 19th.
+    for sql in [
+        "INSERT INTO projection_scope_days (scope, local_date, converted, t3_net) \
+         VALUES ('org', '2026-11-18', 2, 1)",
+        "INSERT INTO projection_scope_days (scope, local_date, t3_net) VALUES ('org', '2026-11-19', -1)",
+    ] {
+        sqlx::query(sql).execute(&h.db.pool).await.unwrap();
+    }
+    let days = |h: &Harness| {
+        let pool = h.db.pool.clone();
+        async move {
+            sqlx::query_as::<_, (chrono::NaiveDate, i64, i64)>(
+                "SELECT local_date, converted, t3_net FROM projection_scope_days \
+                 WHERE scope = 'org' ORDER BY local_date",
+            )
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    let before = days(&h).await;
+    rebuild_projection(&h.db.pool, &h.js, TZ, 100, &mut |_| {})
+        .await
+        .unwrap();
+    let after = days(&h).await;
+    assert_eq!(after, before, "the recorded days are kept");
+    let mut conn = h.db.pool.acquire().await.unwrap();
+    let report = followup_projector::verify_projection(&mut conn, chrono::Utc::now(), TZ)
+        .await
+        .unwrap();
+    let history: Vec<_> = report
+        .mismatches
+        .iter()
+        .filter(|m| m.figure.ends_with("History"))
+        .collect();
+    assert!(
+        history.is_empty(),
+        "nets add up to the pending figures: {history:?}"
+    );
+    projector.stop().await;
+}

@@ -9,40 +9,14 @@
 # (an attribute, a time, a number in `data`) breaks them even when our own tests pass.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-: "${TEST_DATABASE_URL:?set by scripts/services.sh}"
-source scripts/services.sh # free_port, stop_pids, nats_listening, ensure_*
+source scripts/services.sh # start_private_stack, free_port, stop_pids, ensure_*
 ensure_cloudevents_readers
 ensure_aiosmtpd
-# Unique database and free ports: several checkouts may run this at once on one machine.
-db=followup_test_cloudevents_$$
-psql "$TEST_DATABASE_URL" -q -c "set client_min_messages = warning" -c "drop database if exists $db with (force)" -c "create database $db"
-export DATABASE_URL="${TEST_DATABASE_URL%/*}/$db"
-tmp=$(mktemp -d)
-nats_port=$(free_port)
-smtp_port=$(free_port)
-nats-server -a 127.0.0.1 -p "$nats_port" -js -sd "$tmp/nats" >"$tmp/nats.log" 2>&1 &
-nats_pid=$!
-pids=()
-export NATS_URL="nats://127.0.0.1:$nats_port" RUST_LOG=warn
-
-stop_all() {
-  stop_pids "${pids[@]}"
-  kill "$nats_pid" 2>/dev/null || true
-  wait 2>/dev/null || true
-  rm -rf "$tmp"
-  psql "$TEST_DATABASE_URL" -qc "drop database if exists $db with (force)" 2>/dev/null || true
-}
-trap stop_all EXIT
-for _ in $(seq 1 50); do nats_listening "$nats_port" && break; sleep 0.2; done
-nats_listening "$nats_port" || { cat "$tmp/nats.log" >&2; echo "nats-server did not start" >&2; exit 1; }
-
-# A real SMTP server: the log mailer accepts any address, only the SMTP mailer finds an invalid
-# one (lettre's parse → permanent failure), and a `failed` event needs a failure. The test server
-# answers 550 to a local part containing "reject": a second, server-side permanent failure.
-python3 producer/tests/smtp_server.py --port "$smtp_port" --log "$tmp/smtp.jsonl" >"$tmp/smtp.out" 2>&1 &
-pids+=($!)
-for _ in $(seq 1 50); do grep -q READY "$tmp/smtp.out" 2>/dev/null && break; sleep 0.2; done
-grep -q READY "$tmp/smtp.out" || { cat "$tmp/smtp.out" >&2; echo "SMTP test server did not start" >&2; exit 1; }
+# A real SMTP server (started by start_private_stack): the log mailer accepts any address, only
+# the SMTP mailer finds an invalid one (lettre's parse → permanent failure), and a `failed` event
+# needs a failure. The test server answers 550 to a local part containing "reject": a second,
+# server-side permanent failure.
+start_private_stack cloudevents
 
 target/debug/followup-producer migrate
 

@@ -15,6 +15,7 @@ ensure_aiosmtpd
 ensure_pyyaml
 ensure_schemathesis
 ensure_cloudevents_readers
+ensure_example_consumers
 
 # Leftover databases of earlier, interrupted runs.
 psql "$TEST_DATABASE_URL" -Atc "select datname from pg_database where datname like 'followup_test_%'" \
@@ -27,6 +28,9 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 log "promtool: alert rules"
 promtool check rules deploy/prometheus/rules/*.yml
 promtool test rules deploy/prometheus/tests/*.test.yml
+log "event catalog: no breaking change against the released one (nats/released/)"
+python3 scripts/test_catalog_compat.py
+python3 scripts/catalog_compat.py
 log "widget package: types against the gateway's OpenAPI document, typecheck, Vitest, build"
 (cd widget && npm ci --no-audit --no-fund --loglevel=error && npm run --silent check:types \
   && npm run --silent typecheck && npm test --silent && npm run --silent build)
@@ -39,6 +43,8 @@ log "Grafana dashboard queries against a real Prometheus; promtool check metrics
 timeout 300 ./scripts/check-metrics.sh
 log "CloudEvents: the stream as read by Rust, the Python SDK and the JavaScript SDK"
 timeout 180 ./scripts/check-cloudevents.sh
+log "example consumers (Python, TypeScript): SIGKILL mid-stream, restart, projection = stream"
+timeout 240 ./scripts/check-examples.sh
 log "schemathesis against the gateway (hostile input, bounded)"
 timeout 300 ./scripts/check-api.sh
 log "fault suite (short)"

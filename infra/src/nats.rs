@@ -4,7 +4,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use async_nats::jetstream::{self, consumer, stream};
-use followup_contract::{CONSUMER_DEFINITIONS, STREAM_DEFINITION, STREAM_NAME};
+use followup_contract::{
+    DLQ_STREAM_DEFINITION, DLQ_STREAM_NAME, PROJECTOR_CONSUMER, PROJECTOR_CONSUMER_DEFINITION,
+    STREAM_DEFINITION, STREAM_NAME,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::retry::{Backoff, retry_until};
@@ -53,18 +56,22 @@ pub fn stream_config() -> anyhow::Result<stream::Config> {
     serde_json::from_str(STREAM_DEFINITION).context("parsing nats/stream-FOLLOWUP.json")
 }
 
-/// The pull-consumer configuration of durable `name` from `nats/consumer-<name>.json`.
-pub fn consumer_config(name: &str) -> anyhow::Result<consumer::pull::Config> {
-    let (_, json) = CONSUMER_DEFINITIONS
-        .iter()
-        .find(|(durable, _)| *durable == name)
-        .with_context(|| format!("no consumer definition named {name:?}"))?;
-    serde_json::from_str(json).with_context(|| format!("parsing nats/consumer-{name}.json"))
+/// The dead-letter stream's configuration from `nats/stream-FOLLOWUP_DLQ.json`.
+pub fn dlq_stream_config() -> anyhow::Result<stream::Config> {
+    serde_json::from_str(DLQ_STREAM_DEFINITION).context("parsing nats/stream-FOLLOWUP_DLQ.json")
 }
 
-/// Creates the stream or updates it to the definition, then creates every durable consumer
-/// that does not exist yet. An existing consumer whose configuration differs is left alone with
-/// a warning: changing a live consumer is an operator's decision (`nats consumer edit`).
+/// The projector's pull-consumer configuration from `nats/consumers/projector.json`. Other
+/// modules' durables are not the services' business: `followup-projector consumers apply`.
+pub fn projector_consumer_config() -> anyhow::Result<consumer::pull::Config> {
+    serde_json::from_str(PROJECTOR_CONSUMER_DEFINITION)
+        .context("parsing nats/consumers/projector.json")
+}
+
+/// Creates the stream and the dead-letter stream or updates them to their definitions, then
+/// creates the projector's durable if it does not exist yet. An existing durable whose
+/// configuration differs is left alone with a warning: changing a live consumer is an operator's
+/// decision (`followup-projector consumers apply`).
 pub async fn ensure_stream(js: &jetstream::Context) -> anyhow::Result<stream::Stream> {
     ensure_stream_replicas(js, &StreamSettings::default()).await
 }
@@ -113,28 +120,34 @@ pub async fn ensure_stream_replicas(
     js.create_or_update_stream(config)
         .await
         .with_context(|| format!("creating or updating stream {STREAM_NAME}"))?;
+    // The dead-letter stream captures max-deliveries advisories: it must exist before any
+    // durable gives up on a message, whether or not a collector runs yet.
+    let mut dlq = dlq_stream_config()?;
+    dlq.num_replicas = usize::from(settings.stream_replicas.max(1));
+    js.create_or_update_stream(dlq)
+        .await
+        .with_context(|| format!("creating or updating stream {DLQ_STREAM_NAME}"))?;
     let stream = js
         .get_stream(STREAM_NAME)
         .await
         .with_context(|| format!("looking up stream {STREAM_NAME}"))?;
-    for (name, _) in CONSUMER_DEFINITIONS {
-        let wanted = consumer_config(name)?;
-        match stream.consumer_info(*name).await {
-            Ok(info)
-                if info.config.ack_wait == wanted.ack_wait
-                    && info.config.max_deliver == wanted.max_deliver
-                    && info.config.filter_subject == wanted.filter_subject => {}
-            Ok(_) => tracing::warn!(
-                consumer = name,
-                "durable consumer differs from its nats/ definition; left unchanged"
-            ),
-            Err(_) => {
-                stream
-                    .create_consumer(wanted)
-                    .await
-                    .with_context(|| format!("creating durable consumer {name}"))?;
-                tracing::info!(consumer = name, "created durable consumer");
-            }
+    let name = PROJECTOR_CONSUMER;
+    let wanted = projector_consumer_config()?;
+    match stream.consumer_info(name).await {
+        Ok(info)
+            if info.config.ack_wait == wanted.ack_wait
+                && info.config.max_deliver == wanted.max_deliver
+                && info.config.filter_subject == wanted.filter_subject => {}
+        Ok(_) => tracing::warn!(
+            consumer = name,
+            "durable consumer differs from its nats/ definition; left unchanged"
+        ),
+        Err(_) => {
+            stream
+                .create_consumer(wanted)
+                .await
+                .with_context(|| format!("creating durable consumer {name}"))?;
+            tracing::info!(consumer = name, "created durable consumer");
         }
     }
     Ok(stream)
@@ -170,10 +183,13 @@ mod tests {
         assert_eq!(stream.storage, stream::StorageType::File);
         assert_eq!(stream.retention, stream::RetentionPolicy::Limits);
         assert!(stream.duplicate_window >= Duration::from_secs(120));
-        let projector = consumer_config("projector").unwrap();
+        let projector = projector_consumer_config().unwrap();
         assert_eq!(projector.durable_name.as_deref(), Some("projector"));
         assert_eq!(projector.ack_policy, consumer::AckPolicy::Explicit);
         assert!(projector.max_deliver > 0);
+        let dlq = dlq_stream_config().unwrap();
+        assert_eq!(dlq.name, "FOLLOWUP_DLQ");
+        assert!(dlq.duplicate_window >= Duration::from_secs(3600));
     }
 
     #[test]

@@ -198,7 +198,7 @@ async fn bare_loop(
     .await
     .unwrap();
     let stream = js.get_stream(STREAM_NAME).await.unwrap();
-    let mut config = followup_infra::nats::consumer_config(PROJECTOR_CONSUMER).unwrap();
+    let mut config = followup_infra::nats::projector_consumer_config().unwrap();
     config.durable_name = Some(format!("bench-bare-{round}"));
     let consumer: consumer::PullConsumer = stream.create_consumer(config).await.unwrap();
     let started = Instant::now();

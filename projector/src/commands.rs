@@ -96,6 +96,10 @@ pub async fn run_cli(cli: Cli, shutdown: CancellationToken) -> anyhow::Result<Ex
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Consumers(command) => {
+            crate::module_commands::run_consumers(&config, command, &shutdown).await
+        }
+        Command::Dlq(command) => crate::module_commands::run_dlq(&config, command, &shutdown).await,
         Command::DeadLetters(DeadLettersCommand::List) => {
             let pool = open_database(&config, &shutdown).await?;
             let mut out = std::io::stdout().lock();

@@ -29,6 +29,12 @@ pub enum Command {
     /// List or replay dead letters.
     #[command(subcommand)]
     DeadLetters(DeadLettersCommand),
+    /// Apply the durables defined in a directory (`nats/consumers/`).
+    #[command(subcommand)]
+    Consumers(ConsumersCommand),
+    /// List or replay the dead letters of FOLLOWUP's durables (stream FOLLOWUP_DLQ).
+    #[command(subcommand)]
+    Dlq(DlqCommand),
     /// Print the stream's messages as the contract reads them, one JSON line each (attributes as
     /// the CloudEvents SDK read them, `data` as JSON; invalid messages with their reason).
     ShowEvents {
@@ -52,6 +58,43 @@ pub enum DeadLettersCommand {
         #[arg(required_unless_present = "all", conflicts_with = "all")]
         id: Option<i64>,
         /// Replay every dead letter.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+/// `consumers` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ConsumersCommand {
+    /// Create missing durables and update changed tunables; refuse a changed delivery policy.
+    Apply {
+        /// Directory of `<durable>.json` files (`nats consumer add --config` form).
+        #[arg(long, default_value = "nats/consumers")]
+        dir: std::path::PathBuf,
+        /// Delete and recreate a durable whose deliver/ack/replay policy or filter changed (it
+        /// starts again from its deliver policy).
+        #[arg(long)]
+        allow_policy_change: bool,
+    },
+}
+
+/// `dlq` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// Print the dead letters as JSON lines, oldest first.
+    List {
+        /// Only this durable's.
+        #[arg(long)]
+        durable: Option<String>,
+    },
+    /// Deliver dead letters again to their module only (its replay durable on FOLLOWUP_DLQ).
+    Replay {
+        /// The durable whose dead letters to replay.
+        durable: String,
+        /// FOLLOWUP's stream sequence of the dead letter.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        sequence: Option<u64>,
+        /// Replay all of the durable's dead letters.
         #[arg(long)]
         all: bool,
     },

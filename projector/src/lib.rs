@@ -23,9 +23,12 @@ mod commands;
 pub mod config;
 pub mod consume;
 pub mod dead_letters;
+pub mod dlq;
+pub mod durables;
 mod fold;
 pub mod metrics;
 mod model;
+mod module_commands;
 mod notice;
 mod parse;
 pub mod prune;
@@ -41,7 +44,7 @@ mod write;
 
 pub use apply::{ApplyError, BatchReport, apply_and_commit, apply_messages, apply_parsed};
 pub use commands::run_cli;
-pub use config::{Cli, Command, Config, DeadLettersCommand};
+pub use config::{Cli, Command, Config, ConsumersCommand, DeadLettersCommand, DlqCommand};
 pub use dead_letters::{
     DeadLetter, ReplayOutcome, ReplaySelection, list_dead_letters, replay_dead_letters,
 };

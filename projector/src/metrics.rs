@@ -17,6 +17,7 @@ pub struct ProjectorMetrics {
     consumer_pending: IntGauge,
     apply_duration: Histogram,
     dead_letters: IntCounter,
+    module_dead_letters: IntCounterVec,
     last_event_timestamp: Gauge,
 }
 
@@ -65,6 +66,12 @@ impl ProjectorMetrics {
             "followup_projector_dead_letters_total",
             "Messages stored as dead letters",
         );
+        let module_dead_letters = counter_vec(
+            r,
+            "followup_dead_letters_total",
+            "Messages of FOLLOWUP a durable gave up on (max_deliver), stored in FOLLOWUP_DLQ",
+            &["durable"],
+        );
         let last_event_timestamp = gauge(
             r,
             "followup_projector_last_event_timestamp_seconds",
@@ -79,6 +86,7 @@ impl ProjectorMetrics {
             consumer_pending,
             apply_duration,
             dead_letters,
+            module_dead_letters,
             last_event_timestamp,
         }
     }
@@ -112,6 +120,16 @@ impl ProjectorMetrics {
             .set(figures.pending_t7);
         self.sent_today.set(figures.sent_today);
         self.conversion_ratio.set(figures.conversion_rate / 100.0);
+    }
+
+    /// Counts a dead letter the collector stored for `durable`.
+    pub fn count_module_dead_letter(&self, durable: &str) {
+        self.module_dead_letters.with_label_values(&[durable]).inc();
+    }
+
+    /// Makes `durable`'s dead-letter series exist (at 0 until its first dead letter).
+    pub fn know_durable(&self, durable: &str) {
+        self.module_dead_letters.with_label_values(&[durable]);
     }
 
     /// Sets the consumer lag.

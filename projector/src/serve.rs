@@ -91,6 +91,13 @@ async fn consume_until_stopped(
     )
     .await
     .context("looking up the projector's durable consumer")?;
+    // Dead letters of every durable on FOLLOWUP, the projector's included: beside the
+    // consumption, stopped with it.
+    tokio::spawn(crate::dlq::collect_dead_letters(
+        js.clone(),
+        metrics.clone(),
+        shutdown.child_token(),
+    ));
     ready.store(true, Ordering::Relaxed);
     tracing::info!(
         tz = config.common.followup_tz.name(),

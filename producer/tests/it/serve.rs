@@ -79,12 +79,16 @@ async fn serve_runs_on_schedule_relays_and_reports_metrics() {
         ready.is_some(),
         "/readyz turns 200 with database and NATS up"
     );
+    // The relay may publish a recorded batch's events before the run counts them: wait for it.
+    let counted = eventually(Duration::from_secs(10), || async {
+        let (status, body) = http_get(addr, "/metrics").await.ok()?;
+        (status == 200 && body.contains(r#"followup_processed_total{kind="t3",type="email"} 3"#))
+            .then_some(body)
+    })
+    .await;
     let (status, body) = http_get(addr, "/metrics").await.unwrap();
+    assert!(counted.is_some(), "{body}");
     assert_eq!(status, 200);
-    assert!(
-        body.contains(r#"followup_processed_total{kind="t3",type="email"} 3"#),
-        "{body}"
-    );
     assert!(body.contains("followup_processing_duration_seconds_count"));
     assert!(body.contains("followup_relay_published_total"));
     assert!(body.contains("followup_outbox_backlog"));

@@ -8,6 +8,8 @@ mod due_rules;
 mod figures;
 mod helpers;
 mod kill;
+mod module_apply;
+mod module_dlq;
 mod ordering;
 mod rebuild;
 mod retention;

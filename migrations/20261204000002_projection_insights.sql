@@ -5,12 +5,24 @@
 -- failures projected before this column existed.
 ALTER TABLE projection_deliveries ADD COLUMN IF NOT EXISTS reason TEXT;
 
--- The users a lead's figures belong to, kept by Postgres (`public.followup_lead_members`, from
--- the previous migration; qualified because `rebuild` runs this file with its shadow schema as
--- the only search path) so the drill-down lists of a sales user find their leads by one GIN index.
+-- The users a lead's figures belong to, and its collaborators alone, trimmed, kept by Postgres
+-- (`public.followup_lead_members`, from the previous migration; qualified because `rebuild` runs
+-- this file with its shadow schema as the only search path). A sales user's lists read the leads
+-- they own through a btree on the trimmed owner, in list order, and the ones they only
+-- collaborate on through a GIN index on `co_members`.
 ALTER TABLE projection_leads ADD COLUMN IF NOT EXISTS members TEXT[]
   GENERATED ALWAYS AS (public.followup_lead_members(owner_user_id, collaborator_user_ids)) STORED;
-CREATE INDEX IF NOT EXISTS projection_leads_members_idx ON projection_leads USING GIN (members);
+ALTER TABLE projection_leads ADD COLUMN IF NOT EXISTS co_members TEXT[]
+  GENERATED ALWAYS AS (public.followup_lead_members(NULL, collaborator_user_ids)) STORED;
+CREATE INDEX IF NOT EXISTS projection_leads_co_members_idx ON projection_leads USING GIN (co_members);
+-- The owner indexes carry the columns the lists filter on, so a user's list is an index-only
+-- scan in list order that stops after a page.
+CREATE INDEX IF NOT EXISTS projection_leads_owner_due_idx
+  ON projection_leads (btrim(owner_user_id), registered_at, lead_id)
+  INCLUDE (status, clock_stopped_at, contactable, t3_sent, t7_sent, deleted, changed_at);
+CREATE INDEX IF NOT EXISTS projection_leads_owner_idx
+  ON projection_leads (btrim(owner_user_id), lead_id)
+  INCLUDE (status, registered_at, deleted, changed_at);
 
 -- The pending lists, in due order. The predicates hold the columns that change only when a
 -- lead's follow-up state does, so other updates of a lead stay HOT.

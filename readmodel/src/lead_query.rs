@@ -1,6 +1,7 @@
 //! The SQL of the drill-down lists ([`load_lead_page`]): one statement per figure and scope kind,
-//! each a keyset scan an index serves (the partial indexes and the `members` GIN index of
-//! migration 20261204000002), then the company names of the page's ids from the CRM's `leads`.
+//! each a keyset scan an index serves (the partial and owner indexes and the `co_members` GIN
+//! index of migration 20261204000002), then the company names of the page's ids from the CRM's
+//! `leads`.
 
 use std::collections::HashMap;
 
@@ -12,72 +13,140 @@ use crate::clock::{local_date, local_midnight};
 use crate::leads::{Cursor, DeliveryFacts, LeadFacts, LeadFigure, LeadPage};
 use crate::scope::Scope;
 
-/// The columns and joins every list reads; `$1` is the scope's user (user lists only).
-macro_rules! list_sql {
-    ($scope:literal, $figure:literal, $keyset:literal, $order:literal) => {
+/// One scope's candidates of a figure from `$source` (aliased `l`), in list order, at most `$2`:
+/// only `projection_leads` and index probes, so the planner can walk an index in list order and
+/// stop early.
+macro_rules! candidates {
+    ($source:literal, $scope:literal, $figure:literal, $keyset:literal, $order:literal) => {
         concat!(
-            "SELECT l.lead_id, l.owner_user_id, l.status, l.registered_at, \
-                    (l.status = 'ACTIVE' AND l.clock_stopped_at IS NULL AND l.contactable) \
-                      AS may_send, \
-                    l.t3_sent, l.t7_sent, \
-                    d3.status AS t3_status, d3.sent_at AS t3_at, d3.reason AS t3_reason, \
-                    d7.status AS t7_status, d7.sent_at AS t7_at, d7.reason AS t7_reason \
-             FROM projection_leads l \
-             LEFT JOIN projection_deliveries d3 ON d3.lead_id = l.lead_id AND d3.kind = 't3' \
-             LEFT JOIN projection_deliveries d7 ON d7.lead_id = l.lead_id AND d7.kind = 't7' \
+            "SELECT l.lead_id, l.owner_user_id, l.status, l.registered_at, l.clock_stopped_at, \
+                    l.contactable, l.t3_sent, l.t7_sent \
+             FROM ", $source, " l \
              WHERE l.changed_at IS NOT NULL AND NOT l.deleted AND l.registered_at IS NOT NULL AND ",
-            $scope,
-            " AND ",
-            $figure,
-            " AND ",
-            $keyset,
-            " ORDER BY ",
-            $order,
-            " LIMIT $2"
+            $scope, " AND ", $figure, " AND ", $keyset, " ORDER BY ", $order, " LIMIT $2"
         )
     };
 }
 
-/// One figure's statements, for the organisation and for one user.
+/// The page's rows with their two follow-up rows, in list order.
+macro_rules! with_deliveries {
+    ($page:expr, $order:literal) => {
+        concat!(
+            "WITH page AS (", $page, ") \
+             SELECT page.lead_id, page.owner_user_id, page.status, page.registered_at, \
+                    (page.status = 'ACTIVE' AND page.clock_stopped_at IS NULL AND page.contactable) \
+                      AS may_send, \
+                    page.t3_sent, page.t7_sent, \
+                    d3.status AS t3_status, d3.sent_at AS t3_at, d3.reason AS t3_reason, \
+                    d7.status AS t7_status, d7.sent_at AS t7_at, d7.reason AS t7_reason \
+             FROM page \
+             LEFT JOIN projection_deliveries d3 ON d3.lead_id = page.lead_id AND d3.kind = 't3' \
+             LEFT JOIN projection_deliveries d7 ON d7.lead_id = page.lead_id AND d7.kind = 't7' \
+             ORDER BY ", $order
+        )
+    };
+}
+
+/// One figure's statements, for the organisation and for one user. A user's leads are the ones
+/// they own (a btree on the trimmed owner, in list order) and the ones they collaborate on
+/// without owning them (GIN on `co_members`): two early-stopping scans, merged.
 macro_rules! figure_sql {
-    ($figure:literal, $keyset:literal, $order:literal) => {
+    ($figure:literal, $user_figure:literal, $keyset:literal, $order:literal, $page_order:literal) => {
         [
-            list_sql!("($1::text IS NULL)", $figure, $keyset, $order),
-            list_sql!("l.members @> ARRAY[$1::text]", $figure, $keyset, $order),
+            with_deliveries!(
+                candidates!(
+                    "projection_leads",
+                    "($1::text IS NULL)",
+                    $figure,
+                    $keyset,
+                    $order
+                ),
+                $page_order
+            ),
+            with_deliveries!(
+                concat!(
+                    "SELECT * FROM ((",
+                    candidates!(
+                        "projection_leads",
+                        "btrim(l.owner_user_id) = $1::text",
+                        $user_figure,
+                        $keyset,
+                        $order
+                    ),
+                    ") UNION ALL (",
+                    // Fenced (OFFSET 0): the collaborations come from the GIN index first; the
+                    // planner would otherwise walk a whole list index hoping to meet them.
+                    candidates!(
+                        "(SELECT * FROM projection_leads \
+                          WHERE co_members @> ARRAY[$1::text] OFFSET 0)",
+                        "btrim(l.owner_user_id) IS DISTINCT FROM $1::text",
+                        $user_figure,
+                        $keyset,
+                        $order
+                    ),
+                    ")) l ORDER BY ",
+                    $order,
+                    " LIMIT $2"
+                ),
+                $page_order
+            ),
         ]
     };
 }
 
-// The pending conditions repeat the partial indexes' predicates so the planner can use them, and
-// add the failure check of `projector::model` (a failed row is the only row of its kind).
+// The pending conditions repeat the partial indexes' predicates so the planner can use them for
+// the organisation, and add the failure check of `projector::model` (a failed row is the only
+// row of its kind). A user's variant compares `status || ''` instead, which no partial index
+// predicate matches: walking an organisation-wide index for one user's leads is what the planner
+// otherwise picks, and it reads thousands of rows for a page.
 const PENDING_T3: [&str; 2] = figure_sql!(
     "l.status = 'ACTIVE' AND l.clock_stopped_at IS NULL AND l.contactable AND NOT l.t3_sent \
-     AND d3.status IS DISTINCT FROM 'failed'",
+     AND NOT EXISTS (SELECT 1 FROM projection_deliveries f WHERE f.lead_id = l.lead_id \
+                     AND f.kind = 't3' AND f.status = 'failed')",
+    "(l.status || '') = 'ACTIVE' AND l.clock_stopped_at IS NULL AND l.contactable AND NOT l.t3_sent \
+     AND NOT EXISTS (SELECT 1 FROM projection_deliveries f WHERE f.lead_id = l.lead_id \
+                     AND f.kind = 't3' AND f.status = 'failed')",
     "(l.registered_at, l.lead_id) > ($3::timestamptz, $4::int8)",
-    "l.registered_at, l.lead_id"
+    "l.registered_at, l.lead_id",
+    "page.registered_at, page.lead_id"
 );
 const PENDING_T7: [&str; 2] = figure_sql!(
     "l.status = 'ACTIVE' AND l.clock_stopped_at IS NULL AND l.contactable AND l.t3_sent \
-     AND NOT l.t7_sent AND d3.status IS DISTINCT FROM 'failed' \
-     AND d7.status IS DISTINCT FROM 'failed'",
+     AND NOT l.t7_sent \
+     AND NOT EXISTS (SELECT 1 FROM projection_deliveries f WHERE f.lead_id = l.lead_id \
+                     AND f.status = 'failed')",
+    "(l.status || '') = 'ACTIVE' AND l.clock_stopped_at IS NULL AND l.contactable AND l.t3_sent \
+     AND NOT l.t7_sent \
+     AND NOT EXISTS (SELECT 1 FROM projection_deliveries f WHERE f.lead_id = l.lead_id \
+                     AND f.status = 'failed')",
     "(l.registered_at, l.lead_id) > ($3::timestamptz, $4::int8)",
-    "l.registered_at, l.lead_id"
+    "l.registered_at, l.lead_id",
+    "page.registered_at, page.lead_id"
 );
 const SENT_TODAY: [&str; 2] = figure_sql!(
     "l.lead_id IN (SELECT s.lead_id FROM projection_deliveries s WHERE s.status = 'sent' \
        AND s.sent_at >= $5 AND s.sent_at < $6)",
+    "l.lead_id IN (SELECT s.lead_id FROM projection_deliveries s WHERE s.status = 'sent' \
+       AND s.sent_at >= $5 AND s.sent_at < $6)",
     "l.lead_id > $4::int8 AND $3::timestamptz IS NULL",
-    "l.lead_id"
+    "l.lead_id",
+    "page.lead_id"
 );
 const CONVERTED: [&str; 2] = figure_sql!(
-    "l.status = 'CONVERTED' AND (d3.status = 'sent' OR d7.status = 'sent')",
+    "l.status = 'CONVERTED' AND EXISTS (SELECT 1 FROM projection_deliveries s \
+       WHERE s.lead_id = l.lead_id AND s.status = 'sent')",
+    "(l.status || '') = 'CONVERTED' AND EXISTS (SELECT 1 FROM projection_deliveries s \
+       WHERE s.lead_id = l.lead_id AND s.status = 'sent')",
     "l.lead_id > $4::int8 AND $3::timestamptz IS NULL",
-    "l.lead_id"
+    "l.lead_id",
+    "page.lead_id"
 );
 const FAILED: [&str; 2] = figure_sql!(
     "l.lead_id IN (SELECT f.lead_id FROM projection_deliveries f WHERE f.status = 'failed')",
+    "l.lead_id IN (SELECT f.lead_id FROM projection_deliveries f WHERE f.status = 'failed')",
     "l.lead_id > $4::int8 AND $3::timestamptz IS NULL",
-    "l.lead_id"
+    "l.lead_id",
+    "page.lead_id"
 );
 
 /// 0001-01-01T00:00:00Z: before every registration.

@@ -30,11 +30,15 @@ pub struct LeadsQuery {
     /// Items per page, 1 to 200 (default 50).
     #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u16>,
-    /// The `next` of the previous page (opaque).
-    #[param(max_length = 64)]
+    /// The `next` of the previous page (opaque; digits, optionally two groups joined by `.`).
+    #[param(max_length = 37, pattern = r"^[0-9]{1,18}(\.[0-9]{1,18})?$")]
     pub after: Option<String>,
     /// A user id, as for the figures (admins and managers: anyone; sales: only themself).
-    #[param(min_length = 1, max_length = 50)]
+    #[param(
+        min_length = 1,
+        max_length = 50,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub owner: Option<String>,
 }
 
@@ -81,7 +85,9 @@ pub async fn get_leads(
         None => Cursor::START,
         Some(text) => Cursor::decode(text, query.figure).ok_or_else(|| {
             ApiError::BadRequest(
-                "after must be the `next` of a previous page of the same figure".to_owned(),
+                "after must be the `next` of a previous page (digits, or two groups of digits \
+                 joined by a dot)"
+                    .to_owned(),
             )
         })?,
     };
@@ -109,7 +115,11 @@ pub struct HistoryQuery {
     #[param(minimum = 1, maximum = 365)]
     pub days: Option<u16>,
     /// A user id, as for the figures (admins and managers: anyone; sales: only themself).
-    #[param(min_length = 1, max_length = 50)]
+    #[param(
+        min_length = 1,
+        max_length = 50,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub owner: Option<String>,
 }
 

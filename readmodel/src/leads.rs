@@ -5,7 +5,7 @@
 //! stream.
 //! No personal data (contact person, e-mail) is read at all.
 
-use chrono::{DateTime, Datelike, Days, NaiveDate, Utc};
+use chrono::{DateTime, Days, NaiveDate, Utc};
 use chrono_tz::Tz;
 
 use crate::clock::local_date;
@@ -163,25 +163,36 @@ impl Cursor {
         }
     }
 
-    /// Parses an `after` string of `figure`'s list; `None` if it is not one.
+    /// Parses an `after` string: `<lead id>` or `<registration µs>.<lead id>`, digits only (the
+    /// API's documented pattern). Either form is taken for any list — a due-order list reads a
+    /// bare id as "from the start", an id-order list ignores the registration — and a
+    /// registration outside the years 1–9999 is clamped, so every string of the pattern is a
+    /// valid start; `None` for anything else.
     pub fn decode(text: &str, figure: LeadFigure) -> Option<Cursor> {
-        if figure.in_due_order() {
-            let (micros, id) = text.split_once('.')?;
-            let at = DateTime::from_timestamp_micros(micros.parse().ok()?)?;
-            // Instants Postgres cannot hold are not cursors it ever handed out.
-            if !(1..=9999).contains(&at.year()) {
-                return None;
-            }
-            Some(Cursor {
-                registered_at: Some(at),
-                lead_id: id.parse().ok()?,
-            })
-        } else {
-            Some(Cursor {
+        let digits =
+            |s: &str| !s.is_empty() && s.len() <= 18 && s.bytes().all(|b| b.is_ascii_digit());
+        let (micros, id) = match text.split_once('.') {
+            Some((micros, id)) if digits(micros) && digits(id) => (Some(micros), id),
+            None if digits(text) => (None, text),
+            _ => return None,
+        };
+        let lead_id = id.parse().ok()?;
+        if !figure.in_due_order() {
+            return Some(Cursor {
                 registered_at: None,
-                lead_id: text.parse().ok()?,
-            })
+                lead_id,
+            });
         }
+        let micros: i64 = micros.map_or(Some(i64::MIN), |m| m.parse().ok())?;
+        let (first, last) = (
+            DateTime::<Utc>::from_timestamp(-62_135_596_800, 0)?,
+            DateTime::<Utc>::from_timestamp(253_402_300_799, 0)?,
+        );
+        let at = DateTime::from_timestamp_micros(micros).map_or(first, |at| at.clamp(first, last));
+        Some(Cursor {
+            registered_at: Some(at),
+            lead_id,
+        })
     }
 }
 
@@ -299,13 +310,32 @@ mod tests {
             "",
             "x",
             "1.2.3",
-            "9999999999999999999.1",
             "1.x",
-            "-8000000000000000000.1",
+            "-5",
+            "1.-5",
+            "1234567890123456789",
+            " 1",
         ] {
             assert_eq!(Cursor::decode(bad, LeadFigure::PendingT7), None, "{bad}");
         }
-        assert_eq!(Cursor::decode("1.5", LeadFigure::Converted), None);
+        // Every string of the documented pattern is a start, for every list.
+        assert_eq!(
+            Cursor::decode("1.5", LeadFigure::Converted),
+            Some(Cursor {
+                registered_at: None,
+                lead_id: 5
+            })
+        );
+        let far = Cursor::decode("999999999999999999.3", LeadFigure::PendingT3).unwrap();
+        assert_eq!(
+            far.registered_at.map(|at| at.timestamp()),
+            Some(253_402_300_799)
+        );
+        let bare = Cursor::decode("9", LeadFigure::PendingT3).unwrap();
+        assert_eq!(
+            bare.registered_at.map(|at| at.timestamp()),
+            Some(-62_135_596_800)
+        );
     }
 
     #[test]

@@ -220,8 +220,12 @@ async fn lists_per_scope_equal_the_crm_tables() {
         ("/api/followup/leads", &admin, 400),
         ("/api/followup/leads?figure=failed&limit=0", &admin, 400),
         ("/api/followup/leads?figure=failed&limit=201", &admin, 400),
-        ("/api/followup/leads?figure=pendingT3&after=12", &admin, 400),
-        ("/api/followup/leads?figure=failed&after=1.2", &admin, 400),
+        (
+            "/api/followup/leads?figure=pendingT3&after=12x",
+            &admin,
+            400,
+        ),
+        ("/api/followup/leads?figure=failed&after=-1", &admin, 400),
         ("/api/followup/leads?figure=failed&color=red", &admin, 400),
     ] {
         let bearer = (!bearer.is_empty()).then_some(bearer.as_str());

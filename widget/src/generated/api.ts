@@ -536,7 +536,7 @@ export interface operations {
                 figure: components["schemas"]["LeadFigure"];
                 /** @description Items per page, 1 to 200 (default 50). */
                 limit?: number;
-                /** @description The `next` of the previous page (opaque). */
+                /** @description The `next` of the previous page (opaque; digits, optionally two groups joined by `.`). */
                 after?: string;
                 /** @description A user id, as for the figures (admins and managers: anyone; sales: only themself). */
                 owner?: string;

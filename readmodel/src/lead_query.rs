@@ -10,7 +10,7 @@ use chrono_tz::Tz;
 use sqlx::{PgConnection, Row};
 
 use crate::clock::{local_date, local_midnight};
-use crate::leads::{Cursor, DeliveryFacts, LeadFacts, LeadFigure, LeadPage};
+use crate::leads::{Cursor, DeliveryFacts, FIRST_REGISTRATION, LeadFacts, LeadFigure, LeadPage};
 use crate::scope::Scope;
 
 /// One scope's candidates of a figure from `$source` (aliased `l`), in list order, at most `$2`:
@@ -51,6 +51,10 @@ macro_rules! with_deliveries {
 /// they own (a btree on the trimmed owner, in list order) and the ones they collaborate on
 /// without owning them (GIN on `co_members`): two early-stopping scans, merged.
 macro_rules! figure_sql {
+    // The same condition for the organisation and a user (no partial index to keep away from).
+    ($figure:literal, $keyset:literal, $order:literal, $page_order:literal) => {
+        figure_sql!($figure, $figure, $keyset, $order, $page_order)
+    };
     ($figure:literal, $user_figure:literal, $keyset:literal, $order:literal, $page_order:literal) => {
         [
             with_deliveries!(
@@ -126,8 +130,6 @@ const PENDING_T7: [&str; 2] = figure_sql!(
 const SENT_TODAY: [&str; 2] = figure_sql!(
     "l.lead_id IN (SELECT s.lead_id FROM projection_deliveries s WHERE s.status = 'sent' \
        AND s.sent_at >= $5 AND s.sent_at < $6)",
-    "l.lead_id IN (SELECT s.lead_id FROM projection_deliveries s WHERE s.status = 'sent' \
-       AND s.sent_at >= $5 AND s.sent_at < $6)",
     "l.lead_id > $4::int8 AND $3::timestamptz IS NULL",
     "l.lead_id",
     "page.lead_id"
@@ -143,17 +145,10 @@ const CONVERTED: [&str; 2] = figure_sql!(
 );
 const FAILED: [&str; 2] = figure_sql!(
     "l.lead_id IN (SELECT f.lead_id FROM projection_deliveries f WHERE f.status = 'failed')",
-    "l.lead_id IN (SELECT f.lead_id FROM projection_deliveries f WHERE f.status = 'failed')",
     "l.lead_id > $4::int8 AND $3::timestamptz IS NULL",
     "l.lead_id",
     "page.lead_id"
 );
-
-/// 0001-01-01T00:00:00Z: before every registration.
-const START_OF_TIME: DateTime<Utc> = match DateTime::from_timestamp(-62_135_596_800, 0) {
-    Some(at) => at,
-    None => panic!("a valid instant"),
-};
 
 fn statement(figure: LeadFigure, scope: &Scope) -> &'static str {
     let set = match figure {
@@ -194,7 +189,7 @@ pub async fn load_lead_page(
         .bind(
             after
                 .registered_at
-                .or_else(|| figure.in_due_order().then_some(START_OF_TIME)),
+                .or_else(|| figure.in_due_order().then_some(FIRST_REGISTRATION)),
         )
         .bind(after.lead_id);
     if figure == LeadFigure::SentToday {

@@ -141,6 +141,18 @@ pub struct LeadPage {
     pub next: Option<String>,
 }
 
+/// The earliest and the latest registration a cursor names (0001-01-01T00:00:00Z and
+/// 9999-12-31T23:59:59Z; Postgres holds both): a due-order list starts before the first.
+pub(crate) const FIRST_REGISTRATION: DateTime<Utc> = instant(-62_135_596_800);
+pub(crate) const LAST_REGISTRATION: DateTime<Utc> = instant(253_402_300_799);
+
+const fn instant(secs: i64) -> DateTime<Utc> {
+    match DateTime::from_timestamp(secs, 0) {
+        Some(at) => at,
+        None => panic!("a valid instant"),
+    }
+}
+
 /// Where a page starts: after this (registration, lead id) in due order, or after this lead id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cursor {
@@ -184,11 +196,9 @@ impl Cursor {
             });
         }
         let micros: i64 = micros.map_or(Some(i64::MIN), |m| m.parse().ok())?;
-        let (first, last) = (
-            DateTime::<Utc>::from_timestamp(-62_135_596_800, 0)?,
-            DateTime::<Utc>::from_timestamp(253_402_300_799, 0)?,
-        );
-        let at = DateTime::from_timestamp_micros(micros).map_or(first, |at| at.clamp(first, last));
+        let at = DateTime::from_timestamp_micros(micros).map_or(FIRST_REGISTRATION, |at| {
+            at.clamp(FIRST_REGISTRATION, LAST_REGISTRATION)
+        });
         Some(Cursor {
             registered_at: Some(at),
             lead_id,
@@ -329,12 +339,12 @@ mod tests {
         let far = Cursor::decode("999999999999999999.3", LeadFigure::PendingT3).unwrap();
         assert_eq!(
             far.registered_at.map(|at| at.timestamp()),
-            Some(253_402_300_799)
+            Some(LAST_REGISTRATION.timestamp())
         );
         let bare = Cursor::decode("9", LeadFigure::PendingT3).unwrap();
         assert_eq!(
             bare.registered_at.map(|at| at.timestamp()),
-            Some(-62_135_596_800)
+            Some(FIRST_REGISTRATION.timestamp())
         );
     }
 

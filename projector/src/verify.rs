@@ -155,9 +155,23 @@ pub async fn truth_pending(
         .collect())
 }
 
+/// The CRM's members of the user scopes (`members`: lead id, `user:<id>` for the trimmed,
+/// non-blank owner and each `lead_collaborators` user): one definition for every truth query.
+macro_rules! truth_members_cte {
+    () => {
+        "members AS ( \
+           SELECT DISTINCT m.id, 'user:' || btrim(m.u) AS scope \
+           FROM (SELECT id, owner_user_id AS u FROM leads \
+                 UNION ALL SELECT lead_id, user_id FROM lead_collaborators) m \
+           WHERE m.u IS NOT NULL AND btrim(m.u) <> '')"
+    };
+}
+pub(crate) use truth_members_cte;
+
 /// The truth's common part: per lead (`live`) its facts from the CRM's tables, and per scope the
 /// leads it holds (`scoped`); `$1`/`$2` bound the local day. See [`load_truth`].
-pub(crate) const TRUTH_CTES: &str = "WITH live AS ( \
+pub(crate) const TRUTH_CTES: &str = concat!(
+    "WITH live AS ( \
            SELECT l.id, l.status, \
                   l.status = 'ACTIVE' AND l.clock_stopped_at IS NULL \
                     AND followup_contactable_row(l.email, l.metadata, l.contact_blocked, \
@@ -192,15 +206,14 @@ pub(crate) const TRUTH_CTES: &str = "WITH live AS ( \
                       GROUP BY fd.lead_id) x \
              ON x.lead_id = l.id \
            WHERE l.status <> 'DELETED' AND l.gdpr_deleted IS NOT TRUE), \
-         members AS ( \
-           SELECT DISTINCT m.id, 'user:' || btrim(m.u) AS scope \
-           FROM (SELECT id, owner_user_id AS u FROM leads \
-                 UNION ALL SELECT lead_id, user_id FROM lead_collaborators) m \
-           WHERE m.u IS NOT NULL AND btrim(m.u) <> ''), \
+         ",
+    truth_members_cte!(),
+    ", \
          scoped AS ( \
            SELECT 'org' AS scope, live.* FROM live \
            UNION ALL SELECT m.scope, live.* FROM live JOIN members m ON m.id = live.id) \
-        ";
+        "
+);
 
 /// The figures from [`TRUTH_CTES`].
 const TRUTH_COUNTS: &str = "SELECT scope, \

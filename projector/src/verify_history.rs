@@ -11,19 +11,16 @@ use chrono::NaiveDate;
 use chrono_tz::Tz;
 use sqlx::{PgConnection, Row};
 
-use crate::verify::Mismatch;
+use crate::verify::{Mismatch, truth_members_cte};
 
 /// `(T+3 sent, T+7 sent, failed)` per scope and day.
 type DayFacts = BTreeMap<(String, NaiveDate), (i64, i64, i64)>;
 
 /// The CRM's side, every day; `$1` is the time zone.
-const TRUTH_DAYS: &str = "
-WITH live AS (SELECT id FROM leads WHERE status <> 'DELETED' AND gdpr_deleted IS NOT TRUE),
-members AS (
-  SELECT DISTINCT m.id, 'user:' || btrim(m.u) AS scope
-  FROM (SELECT id, owner_user_id AS u FROM leads
-        UNION ALL SELECT lead_id, user_id FROM lead_collaborators) m
-  WHERE m.u IS NOT NULL AND btrim(m.u) <> ''),
+const TRUTH_DAYS: &str = concat!(
+    "WITH live AS (SELECT id FROM leads WHERE status <> 'DELETED' AND gdpr_deleted IS NOT TRUE), ",
+    truth_members_cte!(),
+    ",
 sent AS (
   SELECT a.lead_id, lower(split_part(a.metadata ->> 'followup_type', '_', 1)) AS kind,
          min(a.activity_date::timestamp AT TIME ZONE 'UTC') AS at
@@ -45,7 +42,8 @@ SELECT scope, (at AT TIME ZONE $1)::date AS day,
        count(*) FILTER (WHERE NOT failed AND kind = 't3') AS t3,
        count(*) FILTER (WHERE NOT failed AND kind = 't7') AS t7,
        count(*) FILTER (WHERE failed) AS failed
-FROM scoped GROUP BY 1, 2";
+FROM scoped GROUP BY 1, 2"
+);
 
 /// The projection's side.
 const PROJECTION_DAYS: &str = "

@@ -8,31 +8,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${TEST_DATABASE_URL:?set by scripts/services.sh}"
-source scripts/services.sh # free_port, stop_pids
+source scripts/services.sh # start_private_stack, free_port
 examples=${API_EXAMPLES:-50}
 out=target/check-api
 mkdir -p "$out"
-db=followup_api_check
-psql "$TEST_DATABASE_URL" -q -c "set client_min_messages = warning" \
-  -c "drop database if exists $db with (force)" -c "create database $db"
-export DATABASE_URL="${TEST_DATABASE_URL%/*}/$db"
-nats_dir=$(mktemp -d)
-nats_port=$(free_port)
-nats-server -a 127.0.0.1 -p "$nats_port" -js -sd "$nats_dir" >/dev/null 2>&1 &
-nats_pid=$!
-export NATS_URL="nats://127.0.0.1:$nats_port" JWT_SECRET=api-check-secret-0123456789abcdef
+start_private_stack api
+export JWT_SECRET=api-check-secret-0123456789abcdef
 # Configured as in production: without it /unsubscribe answers 503 (documented) by design.
 export UNSUBSCRIBE_SECRET=api-check-unsubscribe-0123456789abcdef
-export RUST_LOG=warn FOLLOWUP_CRON="*/5 * * * * *" MAILER_LOG_FILE="$out/mails.jsonl"
-pids=()
-stop_all() {
-  stop_pids "${pids[@]}"
-  kill "$nats_pid" 2>/dev/null || true
-  wait 2>/dev/null || true
-  rm -rf "$nats_dir"
-  psql "$TEST_DATABASE_URL" -qc "drop database if exists $db with (force)" 2>/dev/null || true
-}
-trap stop_all EXIT
+export FOLLOWUP_CRON="*/5 * * * * *" MAILER_LOG_FILE="$out/mails.jsonl"
 declare -A addr=([producer]=127.0.0.1:$(free_port) [projector]=127.0.0.1:$(free_port) [gateway]=127.0.0.1:$(free_port))
 for svc in producer projector gateway; do
   HTTP_ADDR=${addr[$svc]} "target/debug/followup-$svc" serve >"$out/$svc.log" 2>&1 &

@@ -12,11 +12,12 @@ cd "$(dirname "$0")/.."
 source scripts/services.sh # start_private_stack, free_port, stop_pids, ensure_*
 ensure_cloudevents_readers
 ensure_aiosmtpd
-# A real SMTP server (started by start_private_stack): the log mailer accepts any address, only
+# A real SMTP server (start_smtp_test_server): the log mailer accepts any address, only
 # the SMTP mailer finds an invalid one (lettre's parse → permanent failure), and a `failed` event
 # needs a failure. The test server answers 550 to a local part containing "reject": a second,
 # server-side permanent failure.
 start_private_stack cloudevents
+start_smtp_test_server
 
 target/debug/followup-producer migrate
 

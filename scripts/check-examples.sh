@@ -12,6 +12,7 @@ ensure_example_consumers
 ensure_aiosmtpd
 started=$(date +%s)
 start_private_stack examples
+start_smtp_test_server
 
 target/debug/followup-producer migrate
 # 160 leads due for T+3 (every tenth one's server answers 550: failed), 40 due for T+7, then CRM

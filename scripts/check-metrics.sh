@@ -9,28 +9,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${TEST_DATABASE_URL:?set by scripts/services.sh}"
-source scripts/services.sh # free_port, stop_pids
-# Unique database and free ports: several checkouts may run this at once on one machine.
-db=followup_test_metrics_$$
-psql "$TEST_DATABASE_URL" -q -c "set client_min_messages = warning" -c "drop database if exists $db with (force)" -c "create database $db"
-export DATABASE_URL="${TEST_DATABASE_URL%/*}/$db"
-tmp=$(mktemp -d)
-nats_port=$(free_port)
-nats-server -a 127.0.0.1 -p "$nats_port" -js -sd "$tmp/nats" >/dev/null 2>&1 &
-nats_pid=$!
-pids=()
-export NATS_URL="nats://127.0.0.1:$nats_port" RUST_LOG=warn JWT_SECRET=metrics-check-secret-0123456789
-
-# Services, Prometheus and clients first (SIGTERM, then SIGKILL after 10 s), then NATS, then the
-# scratch database: a check must never hang the test command.
-stop_all() {
-  stop_pids "${pids[@]}"
-  kill "$nats_pid" 2>/dev/null || true
-  wait 2>/dev/null || true
-  rm -rf "$tmp"
-  psql "$TEST_DATABASE_URL" -qc "drop database if exists $db with (force)" 2>/dev/null || true
-}
-trap stop_all EXIT
+source scripts/services.sh # start_private_stack, free_port
+# Scratch database, private NATS, $tmp; on exit services, Prometheus and clients stop first
+# (SIGTERM, then SIGKILL after 10 s), then NATS, then the database goes: a check must never hang
+# the test command.
+start_private_stack metrics
+export JWT_SECRET=metrics-check-secret-0123456789
 declare -A addr
 for svc in producer projector gateway; do addr[$svc]=127.0.0.1:$(free_port); done
 for svc in producer projector gateway; do

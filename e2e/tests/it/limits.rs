@@ -10,6 +10,18 @@ use crate::support::{Auth, SseClient, Stack, token};
 
 const CRM: &str = "https://crm.example.com";
 
+/// GET `path` as a page of `origin` would send it, with `bearer`.
+async fn get_from(stack: &Stack, path: &str, origin: &str, bearer: &str) -> reqwest::Response {
+    stack
+        .http
+        .get(stack.url(path))
+        .header("Origin", origin)
+        .bearer_auth(bearer)
+        .send()
+        .await
+        .unwrap()
+}
+
 fn header<'a>(response: &'a reqwest::Response, name: &str) -> Option<&'a str> {
     response.headers().get(name).and_then(|v| v.to_str().ok())
 }
@@ -21,14 +33,7 @@ async fn listed_origins_get_cors_headers_and_others_none() {
     let admin = token("boss", &["admin"]);
 
     // A listed origin: allowed, with credentials, varying on Origin.
-    let response = stack
-        .http
-        .get(stack.url("/api/followup/metrics"))
-        .header("Origin", CRM)
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
+    let response = get_from(&stack, "/api/followup/metrics", CRM, &admin).await;
     assert_eq!(response.status(), 200);
     assert_eq!(header(&response, "access-control-allow-origin"), Some(CRM));
     assert_eq!(
@@ -84,14 +89,7 @@ async fn listed_origins_get_cors_headers_and_others_none() {
     }
 
     // A stream from the listed origin carries the header too.
-    let response = stack
-        .http
-        .get(stack.url("/api/dashboard/followup-stream"))
-        .header("Origin", CRM)
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
+    let response = get_from(&stack, "/api/dashboard/followup-stream", CRM, &admin).await;
     assert_eq!(response.status(), 200);
     assert_eq!(header(&response, "access-control-allow-origin"), Some(CRM));
     drop(response);
@@ -102,14 +100,7 @@ async fn listed_origins_get_cors_headers_and_others_none() {
         "https://crm.example.com.evil.net",
         "null",
     ] {
-        let response = stack
-            .http
-            .get(stack.url("/api/followup/metrics"))
-            .header("Origin", evil)
-            .bearer_auth(&admin)
-            .send()
-            .await
-            .unwrap();
+        let response = get_from(&stack, "/api/followup/metrics", evil, &admin).await;
         for name in [
             "access-control-allow-origin",
             "access-control-allow-credentials",
@@ -214,14 +205,7 @@ async fn streams_are_capped_per_user_and_per_gateway() {
     assert_eq!(sse_gauge(&stack).await, Some(3.0));
 
     // No CORS_ORIGINS: no CORS headers, whatever the origin.
-    let response = stack
-        .http
-        .get(stack.url("/api/followup/metrics"))
-        .header("Origin", CRM)
-        .bearer_auth(&boss)
-        .send()
-        .await
-        .unwrap();
+    let response = get_from(&stack, "/api/followup/metrics", CRM, &boss).await;
     assert_eq!(response.status(), 200);
     assert_eq!(header(&response, "access-control-allow-origin"), None);
     drop((second, other_stream));

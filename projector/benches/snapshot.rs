@@ -113,7 +113,7 @@ async fn baseline(pool: &PgPool) -> Duration {
 
 async fn snapshot(pool: &PgPool) -> (Duration, u64) {
     sqlx::raw_sql(
-        "TRUNCATE projection_leads, projection_deliveries, projection_scope_figures,
+        "TRUNCATE projection_leads, projection_collaborations, projection_deliveries, projection_scope_figures,
                   projection_scope_days, projection_state",
     )
     .execute(pool)

@@ -33,6 +33,8 @@ const PROJECTION_DDL: &str = concat!(
     include_str!("../../migrations/20261202000004_projection_contactable.sql"),
     "\n",
     include_str!("../../migrations/20261204000002_projection_insights.sql"),
+    "\n",
+    include_str!("../../migrations/20261205000002_projection_user_lists.sql"),
 );
 /// Session advisory lock that keeps a second rebuild out.
 const REBUILD_LOCK_KEY: i64 = 0x4650_5052_4f4a_0002;
@@ -42,6 +44,7 @@ DROP SCHEMA IF EXISTS projection_retired CASCADE;
 CREATE SCHEMA projection_retired;
 ALTER TABLE public.projection_inbox SET SCHEMA projection_retired;
 ALTER TABLE public.projection_leads SET SCHEMA projection_retired;
+ALTER TABLE public.projection_collaborations SET SCHEMA projection_retired;
 ALTER TABLE public.projection_deliveries SET SCHEMA projection_retired;
 ALTER TABLE public.projection_scope_figures SET SCHEMA projection_retired;
 ALTER TABLE public.projection_scope_days SET SCHEMA projection_retired;
@@ -49,6 +52,7 @@ ALTER TABLE public.projection_runs SET SCHEMA projection_retired;
 ALTER TABLE public.projection_state SET SCHEMA projection_retired;
 ALTER TABLE projection_rebuild.projection_inbox SET SCHEMA public;
 ALTER TABLE projection_rebuild.projection_leads SET SCHEMA public;
+ALTER TABLE projection_rebuild.projection_collaborations SET SCHEMA public;
 ALTER TABLE projection_rebuild.projection_deliveries SET SCHEMA public;
 ALTER TABLE projection_rebuild.projection_scope_figures SET SCHEMA public;
 ALTER TABLE projection_rebuild.projection_scope_days SET SCHEMA public;

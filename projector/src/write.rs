@@ -43,7 +43,7 @@ static WRITE_BATCH: LazyLock<String> = LazyLock::new(|| {
     let (time_zone, last_sequence, last_event_at) =
         (params.scalar(), params.scalar(), params.scalar());
     format!(
-        "WITH new_leads AS ({new_leads}), \
+        "WITH new_leads AS ({new_leads} RETURNING {LEAD_ROW}), \
          stored_leads AS ({stored_leads} \
            ON CONFLICT (lead_id) DO UPDATE SET sequence = EXCLUDED.sequence, \
            owner_user_id = EXCLUDED.owner_user_id, \
@@ -51,7 +51,9 @@ static WRITE_BATCH: LazyLock<String> = LazyLock::new(|| {
            registered_at = EXCLUDED.registered_at, clock_stopped_at = EXCLUDED.clock_stopped_at, \
            t3_sent = EXCLUDED.t3_sent, t7_sent = EXCLUDED.t7_sent, \
            contactable = EXCLUDED.contactable, deleted = EXCLUDED.deleted, \
-           changed_at = EXCLUDED.changed_at), \
+           changed_at = EXCLUDED.changed_at \
+           RETURNING {LEAD_ROW}), \
+         {COLLABORATIONS} \
          deliveries AS (INSERT INTO projection_deliveries AS pd \
              (lead_id, kind, sent_at, run_id, status, reason) \
            SELECT * FROM UNNEST({deliveries}) \
@@ -83,6 +85,37 @@ static WRITE_BATCH: LazyLock<String> = LazyLock::new(|| {
          RETURNING time_zone"
     )
 });
+
+/// The lead columns the collaborations copy (migration 20261205000002), returned by the lead
+/// inserts with the trimmed collaborators Postgres generated.
+const LEAD_ROW: &str = "lead_id, owner_user_id, status, registered_at, clock_stopped_at, t3_sent, \
+     t7_sent, contactable, deleted, changed_at, failed, followed, co_members";
+
+/// `projection_collaborations` follows the leads just written (`failed` and `followed` as the lead
+/// row holds them; a delivery in this statement reaches both after it, by the deliveries'
+/// trigger): rows of collaborators a lead no
+/// longer has (or who now own it) go, the others are upserted with the lead's new columns. The
+/// two CTEs touch disjoint rows, as one statement must.
+const COLLABORATIONS: &str = "\
+    written AS (SELECT * FROM new_leads UNION ALL SELECT * FROM stored_leads), \
+    collaborations_gone AS (DELETE FROM projection_collaborations c USING stored_leads s \
+      WHERE c.lead_id = s.lead_id \
+        AND NOT (c.user_id = ANY (s.co_members) \
+                 AND c.user_id IS DISTINCT FROM btrim(s.owner_user_id))), \
+    collaborations AS (INSERT INTO projection_collaborations AS pc (user_id, lead_id, \
+        owner_user_id, status, registered_at, clock_stopped_at, t3_sent, t7_sent, contactable, \
+        deleted, changed_at, failed, followed) \
+      SELECT m.user_id, w.lead_id, w.owner_user_id, w.status, w.registered_at, \
+             w.clock_stopped_at, w.t3_sent, w.t7_sent, w.contactable, w.deleted, w.changed_at, \
+             w.failed, w.followed \
+      FROM written w, unnest(w.co_members) AS m(user_id) \
+      WHERE m.user_id IS DISTINCT FROM btrim(w.owner_user_id) \
+      ON CONFLICT (user_id, lead_id) DO UPDATE SET owner_user_id = EXCLUDED.owner_user_id, \
+        status = EXCLUDED.status, registered_at = EXCLUDED.registered_at, \
+        clock_stopped_at = EXCLUDED.clock_stopped_at, t3_sent = EXCLUDED.t3_sent, \
+        t7_sent = EXCLUDED.t7_sent, contactable = EXCLUDED.contactable, \
+        deleted = EXCLUDED.deleted, changed_at = EXCLUDED.changed_at, failed = EXCLUDED.failed, \
+        followed = EXCLUDED.followed),";
 
 /// The insert of the lead rows whose column arrays are `arrays` (the placeholders).
 fn insert_leads(arrays: &str) -> String {

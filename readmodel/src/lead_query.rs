@@ -1,7 +1,7 @@
 //! The SQL of the drill-down lists ([`load_lead_page`]): one statement per figure and scope kind,
-//! each a keyset scan an index serves (the partial and owner indexes and the `co_members` GIN
-//! index of migration 20261204000002), then the company names of the page's ids from the CRM's
-//! `leads`.
+//! each a keyset scan an index serves (the partial indexes of migrations 20261204000002 and
+//! 20261205000002, for the organisation, per owner and per collaborator), then the company
+//! names of the page's ids from the CRM's `leads`.
 
 use std::collections::HashMap;
 
@@ -48,14 +48,11 @@ macro_rules! with_deliveries {
 }
 
 /// One figure's statements, for the organisation and for one user. A user's leads are the ones
-/// they own (a btree on the trimmed owner, in list order) and the ones they collaborate on
-/// without owning them (GIN on `co_members`): two early-stopping scans, merged.
+/// they own (`projection_leads` through the owner's partial index of the list) and the ones they
+/// collaborate on without owning them (`projection_collaborations`, the same columns per
+/// collaborator): two scans in list order that stop after a page, merged.
 macro_rules! figure_sql {
-    // The same condition for the organisation and a user (no partial index to keep away from).
     ($figure:literal, $keyset:literal, $order:literal, $page_order:literal) => {
-        figure_sql!($figure, $figure, $keyset, $order, $page_order)
-    };
-    ($figure:literal, $user_figure:literal, $keyset:literal, $order:literal, $page_order:literal) => {
         [
             with_deliveries!(
                 candidates!(
@@ -73,18 +70,15 @@ macro_rules! figure_sql {
                     candidates!(
                         "projection_leads",
                         "btrim(l.owner_user_id) = $1::text",
-                        $user_figure,
+                        $figure,
                         $keyset,
                         $order
                     ),
                     ") UNION ALL (",
-                    // Fenced (OFFSET 0): the collaborations come from the GIN index first; the
-                    // planner would otherwise walk a whole list index hoping to meet them.
                     candidates!(
-                        "(SELECT * FROM projection_leads \
-                          WHERE co_members @> ARRAY[$1::text] OFFSET 0)",
-                        "btrim(l.owner_user_id) IS DISTINCT FROM $1::text",
-                        $user_figure,
+                        "projection_collaborations",
+                        "l.user_id = $1::text",
+                        $figure,
                         $keyset,
                         $order
                     ),
@@ -98,16 +92,13 @@ macro_rules! figure_sql {
     };
 }
 
-// The pending conditions repeat the partial indexes' predicates so the planner can use them for
-// the organisation, and add the failure check of `projector::model` (a failed row is the only
-// row of its kind). A user's variant compares `status || ''` instead, which no partial index
-// predicate matches: walking an organisation-wide index for one user's leads is what the planner
-// otherwise picks, and it reads thousands of rows for a page.
+// The conditions repeat the partial indexes' predicates (migrations 20261204000002 and
+// 20261205000002) so the planner can use them. The failure checks are `projector::model`'s (a
+// failed row is the only row of its kind): no failed T+3 for T+3, no failure at all for T+7.
+// `failed` (any failed follow-up) and `followed` (any sent one) are kept from the deliveries by
+// a trigger (migration 20261205000001); `verify` compares every list with the CRM's records.
 const PENDING_T3: [&str; 2] = figure_sql!(
     "l.status = 'ACTIVE' AND l.clock_stopped_at IS NULL AND l.contactable AND NOT l.t3_sent \
-     AND NOT EXISTS (SELECT 1 FROM projection_deliveries f WHERE f.lead_id = l.lead_id \
-                     AND f.kind = 't3' AND f.status = 'failed')",
-    "(l.status || '') = 'ACTIVE' AND l.clock_stopped_at IS NULL AND l.contactable AND NOT l.t3_sent \
      AND NOT EXISTS (SELECT 1 FROM projection_deliveries f WHERE f.lead_id = l.lead_id \
                      AND f.kind = 't3' AND f.status = 'failed')",
     "(l.registered_at, l.lead_id) > ($3::timestamptz, $4::int8)",
@@ -116,13 +107,7 @@ const PENDING_T3: [&str; 2] = figure_sql!(
 );
 const PENDING_T7: [&str; 2] = figure_sql!(
     "l.status = 'ACTIVE' AND l.clock_stopped_at IS NULL AND l.contactable AND l.t3_sent \
-     AND NOT l.t7_sent \
-     AND NOT EXISTS (SELECT 1 FROM projection_deliveries f WHERE f.lead_id = l.lead_id \
-                     AND f.status = 'failed')",
-    "(l.status || '') = 'ACTIVE' AND l.clock_stopped_at IS NULL AND l.contactable AND l.t3_sent \
-     AND NOT l.t7_sent \
-     AND NOT EXISTS (SELECT 1 FROM projection_deliveries f WHERE f.lead_id = l.lead_id \
-                     AND f.status = 'failed')",
+     AND NOT l.t7_sent AND NOT l.failed",
     "(l.registered_at, l.lead_id) > ($3::timestamptz, $4::int8)",
     "l.registered_at, l.lead_id",
     "page.registered_at, page.lead_id"
@@ -135,16 +120,13 @@ const SENT_TODAY: [&str; 2] = figure_sql!(
     "page.lead_id"
 );
 const CONVERTED: [&str; 2] = figure_sql!(
-    "l.status = 'CONVERTED' AND EXISTS (SELECT 1 FROM projection_deliveries s \
-       WHERE s.lead_id = l.lead_id AND s.status = 'sent')",
-    "(l.status || '') = 'CONVERTED' AND EXISTS (SELECT 1 FROM projection_deliveries s \
-       WHERE s.lead_id = l.lead_id AND s.status = 'sent')",
+    "l.status = 'CONVERTED' AND l.followed",
     "l.lead_id > $4::int8 AND $3::timestamptz IS NULL",
     "l.lead_id",
     "page.lead_id"
 );
 const FAILED: [&str; 2] = figure_sql!(
-    "l.lead_id IN (SELECT f.lead_id FROM projection_deliveries f WHERE f.status = 'failed')",
+    "l.failed",
     "l.lead_id > $4::int8 AND $3::timestamptz IS NULL",
     "l.lead_id",
     "page.lead_id"

@@ -90,6 +90,8 @@ async fn lists_per_scope_equal_the_crm_tables() {
     let converts = insert_lead(pool, "u2", &["u1"], days(4)).await;
     let withdrawn = insert_lead(pool, "u1", &[], days(2)).await;
     let erased = insert_lead(pool, "u2", &[], days(0)).await;
+    // Handed over later: its collaborator u3 becomes the owner, u1 is taken off it.
+    let handed = insert_lead(pool, "u2", &["u3", "u1"], days(1)).await;
     producer_run(pool).await; // T+3 to t3_due and converts
     let mut bad = CrmLead::active("u3", days(4));
     bad.email = Some("not an address".into());
@@ -102,6 +104,12 @@ async fn lists_per_scope_equal_the_crm_tables() {
         .await
         .unwrap();
     withdraw_consent_gdpr(pool, withdrawn, "dsb").await;
+    followup_testkit::crm::remove_collaborator(pool, handed, "u1").await;
+    sqlx::query("UPDATE leads SET owner_user_id = 'u3', version = version + 1 WHERE id = $1")
+        .bind(handed)
+        .execute(pool)
+        .await
+        .unwrap();
     sqlx::query("UPDATE leads SET gdpr_deleted = TRUE, version = version + 1 WHERE id = $1")
         .bind(erased)
         .execute(pool)
@@ -110,7 +118,7 @@ async fn lists_per_scope_equal_the_crm_tables() {
 
     // The dataset's own truth, so the truth SQL is pinned too.
     let want: BTreeMap<&str, BTreeSet<i64>> = BTreeMap::from([
-        ("pendingT3", BTreeSet::from([fresh, shared])),
+        ("pendingT3", BTreeSet::from([fresh, shared, handed])),
         ("pendingT7", BTreeSet::from([t3_due])),
         ("sentToday", BTreeSet::from([t3_due, converts])),
         ("converted", BTreeSet::from([converts])),
@@ -182,10 +190,15 @@ async fn lists_per_scope_equal_the_crm_tables() {
             }
         }
     }
-    // u3 only collaborates on `shared` and owns `fails`.
+    // u3 collaborates on `shared`, owns `fails` and now `handed` (still listed on it as a
+    // collaborator); u1 was taken off `handed`.
     assert_eq!(
         truth[&("user:u3".to_owned(), LeadFigure::PendingT3)],
-        BTreeSet::from([shared])
+        BTreeSet::from([shared, handed])
+    );
+    assert_eq!(
+        truth[&("user:u1".to_owned(), LeadFigure::PendingT3)],
+        BTreeSet::from([fresh])
     );
 
     // What a manager reads in the rows.

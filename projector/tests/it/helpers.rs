@@ -9,8 +9,9 @@ use async_nats::jetstream::{self, consumer::PullConsumer};
 use chrono::{DateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use followup_contract::{
-    CONTENT_TYPE, EventParts, EventType, FollowupKind, FollowupProcessed, FollowupSent,
-    LeadChanged, PROJECTOR_CONSUMER, STREAM_NAME, change_key, outbox_key, run_key, sent_key,
+    CONTENT_TYPE, EventParts, EventType, FollowupFailed, FollowupKind, FollowupProcessed,
+    FollowupSent, LeadChanged, PROJECTOR_CONSUMER, STREAM_NAME, change_key, failed_key, outbox_key,
+    run_key, sent_key,
 };
 use followup_projector::{Config, run_until_stopped};
 use followup_readmodel::{Figures, Scope, load_figures};
@@ -272,6 +273,21 @@ pub fn sent(lead_id: i64, kind: FollowupKind, sent_at: DateTime<Utc>) -> EventPa
             kind,
             sent_at,
             run_id: "run-1".into(),
+        },
+    )
+}
+
+pub fn failed(lead_id: i64, kind: FollowupKind, at: DateTime<Utc>) -> EventParts {
+    EventParts::new(
+        Some(lead_id.to_string()),
+        failed_key(lead_id, kind),
+        at,
+        &FollowupFailed {
+            lead_id,
+            owner_user_id: None,
+            kind,
+            reason: "550 mailbox unavailable".into(),
+            attempts: 3,
         },
     )
 }

@@ -8,6 +8,7 @@ mod due_rules;
 mod figures;
 mod helpers;
 mod kill;
+mod lists;
 mod module_apply;
 mod module_dlq;
 mod ordering;

@@ -38,7 +38,7 @@ impl Outcome {
 #[derive(Debug, Default)]
 pub(crate) struct BatchPlan {
     /// Final state of every lead whose state changed.
-    pub leads: HashMap<i64, LeadState>,
+    pub leads: HashMap<i64, LeadRecord>,
     /// New deliveries, per lead.
     pub deliveries: Vec<(i64, Delivery)>,
     pub deltas: FigureDeltas,
@@ -73,9 +73,11 @@ fn add_delivery(
     after.deliveries.push(delivery.clone());
     plan.deltas.record_transition(record, &after, at, tz);
     plan.users.extend(after.members());
-    if !record.state.is_known() {
-        // Keep a placeholder row so the delivery is found when the state arrives.
-        plan.leads.entry(lead_id).or_insert_with(LeadState::unknown);
+    // The lead's row is written again when its list flags change (in the same statement as its
+    // change when both are in this batch); a lead known only from deliveries gets a placeholder
+    // row, so the delivery is found when the state arrives.
+    if !record.state.is_known() || record.list_flags() != after.list_flags() {
+        plan.leads.insert(lead_id, after.clone());
     }
     plan.deliveries.push((lead_id, delivery));
     *record = after;
@@ -108,7 +110,7 @@ pub(crate) fn fold_events(
                     plan.deltas.record_transition(record, &after, *at, tz);
                     plan.users.extend(record.members());
                     plan.users.extend(after.members());
-                    plan.leads.insert(change.lead_id, after.state.clone());
+                    plan.leads.insert(change.lead_id, after.clone());
                     *record = after;
                     plan.org = true;
                     Outcome::Applied

@@ -52,7 +52,7 @@ fn a_lower_sequence_after_a_higher_one_is_stale() {
         change(3, "CONVERTED", "u1", &[]),
     ]);
     assert_eq!(outcomes, [Outcome::Applied, Outcome::Stale]);
-    assert_eq!(plan.leads[&1].status, "ACTIVE");
+    assert_eq!(plan.leads[&1].state.status, "ACTIVE");
     assert_eq!(plan.deltas.totals["org"].pending_t3, 1);
     assert_eq!(plan.deltas.totals["user:u1"].pending_t3, 1);
 }

@@ -119,6 +119,15 @@ impl LeadRecord {
             && !self.sent().any(|d| d.kind == kind)
     }
 
+    /// The lead row's list flags (`projection_leads.failed`, `.followed`, copied to
+    /// `projection_collaborations`): whether a follow-up finally failed, whether one was sent.
+    pub fn list_flags(&self) -> (bool, bool) {
+        (
+            self.failed(FollowupKind::T3) || self.failed(FollowupKind::T7),
+            self.sent().next().is_some(),
+        )
+    }
+
     /// Pending T+3: ACTIVE, clock running, contactable, T+3 not sent and not finally failed.
     fn pending_t3(&self) -> bool {
         self.state.clock_running_active() && !self.state.t3_sent && !self.failed(FollowupKind::T3)

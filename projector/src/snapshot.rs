@@ -207,7 +207,7 @@ pub async fn write_snapshot(
             report.follow_ups += record.deliveries.iter().filter(|d| !d.failed).count() as u64;
             plan.deliveries
                 .extend(record.deliveries.iter().map(|d| (lead_id, d.clone())));
-            plan.leads.insert(lead_id, record.state);
+            plan.leads.insert(lead_id, record);
         }
         report.leads += rows.len() as u64;
         let progress = Progress {

@@ -5,7 +5,7 @@
 //! caller's transaction. Table names are unqualified on purpose: `rebuild` points the same
 //! statement at its shadow schema through `search_path`.
 //!
-//! The statement has 54 parameters. Rather than numbering them by hand, each input (a
+//! The statement has 58 parameters. Rather than numbering them by hand, each input (a
 //! table's column arrays, or the progress) is one `bind_*` function beside the list of its
 //! columns' array types; [`WRITE_BATCH`] numbers the placeholders from those lists in the order
 //! [`write_plan`] binds the inputs, and names each input in the SQL.
@@ -20,7 +20,7 @@ use sqlx::postgres::PgArguments;
 use sqlx::query::QueryScalar;
 
 use crate::fold::BatchPlan;
-use crate::model::{DayDelta, Delivery, LeadState, TotalsDelta};
+use crate::model::{DayDelta, Delivery, LeadRecord, LeadState, TotalsDelta};
 
 /// How far a batch got: the highest stream sequence and event time it applied.
 pub(crate) struct Progress<'a> {
@@ -51,7 +51,8 @@ static WRITE_BATCH: LazyLock<String> = LazyLock::new(|| {
            registered_at = EXCLUDED.registered_at, clock_stopped_at = EXCLUDED.clock_stopped_at, \
            t3_sent = EXCLUDED.t3_sent, t7_sent = EXCLUDED.t7_sent, \
            contactable = EXCLUDED.contactable, deleted = EXCLUDED.deleted, \
-           changed_at = EXCLUDED.changed_at \
+           changed_at = EXCLUDED.changed_at, failed = EXCLUDED.failed, \
+           followed = EXCLUDED.followed \
            RETURNING {LEAD_ROW}), \
          {COLLABORATIONS} \
          deliveries AS (INSERT INTO projection_deliveries AS pd \
@@ -86,16 +87,16 @@ static WRITE_BATCH: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// The lead columns the collaborations copy (migration 20261205000002), returned by the lead
+/// The lead columns the collaborations copy (migration 20261205000001), returned by the lead
 /// inserts with the trimmed collaborators Postgres generated.
 const LEAD_ROW: &str = "lead_id, owner_user_id, status, registered_at, clock_stopped_at, t3_sent, \
      t7_sent, contactable, deleted, changed_at, failed, followed, co_members";
 
-/// `projection_collaborations` follows the leads just written (`failed` and `followed` as the lead
-/// row holds them; a delivery in this statement reaches both after it, by the deliveries'
-/// trigger): rows of collaborators a lead no
-/// longer has (or who now own it) go, the others are upserted with the lead's new columns. The
-/// two CTEs touch disjoint rows, as one statement must.
+/// `projection_collaborations` follows the leads just written: rows of collaborators a lead no
+/// longer has (or who now own it) go, the others are upserted with the lead's new columns, and
+/// left as they are when no column a list reads changed (`changed_at` is read only for whether
+/// it is set, so a row may keep an older one). The two CTEs touch disjoint rows, as one
+/// statement must.
 const COLLABORATIONS: &str = "\
     written AS (SELECT * FROM new_leads UNION ALL SELECT * FROM stored_leads), \
     collaborations_gone AS (DELETE FROM projection_collaborations c USING stored_leads s \
@@ -115,19 +116,27 @@ const COLLABORATIONS: &str = "\
         clock_stopped_at = EXCLUDED.clock_stopped_at, t3_sent = EXCLUDED.t3_sent, \
         t7_sent = EXCLUDED.t7_sent, contactable = EXCLUDED.contactable, \
         deleted = EXCLUDED.deleted, changed_at = EXCLUDED.changed_at, failed = EXCLUDED.failed, \
-        followed = EXCLUDED.followed),";
+        followed = EXCLUDED.followed \
+      WHERE (pc.owner_user_id, pc.status, pc.registered_at, pc.clock_stopped_at, pc.t3_sent, \
+             pc.t7_sent, pc.contactable, pc.deleted, pc.changed_at IS NULL, pc.failed, \
+             pc.followed) \
+        IS DISTINCT FROM (EXCLUDED.owner_user_id, EXCLUDED.status, EXCLUDED.registered_at, \
+             EXCLUDED.clock_stopped_at, EXCLUDED.t3_sent, EXCLUDED.t7_sent, \
+             EXCLUDED.contactable, EXCLUDED.deleted, EXCLUDED.changed_at IS NULL, \
+             EXCLUDED.failed, EXCLUDED.followed)),";
 
 /// The insert of the lead rows whose column arrays are `arrays` (the placeholders).
 fn insert_leads(arrays: &str) -> String {
     format!(
         "INSERT INTO projection_leads (lead_id, sequence, owner_user_id, \
          collaborator_user_ids, status, registered_at, clock_stopped_at, t3_sent, t7_sent, \
-         contactable, deleted, changed_at) \
+         contactable, deleted, changed_at, failed, followed) \
          SELECT l.lead_id, l.sequence, l.owner, l.collaborators::text[], l.status, \
                 l.registered_at, l.clock_stopped_at, l.t3, l.t7, l.contactable, l.deleted, \
-                l.changed_at \
+                l.changed_at, l.failed, l.followed \
          FROM UNNEST({arrays}) AS l(lead_id, sequence, owner, collaborators, status, \
-              registered_at, clock_stopped_at, t3, t7, contactable, deleted, changed_at)"
+              registered_at, clock_stopped_at, t3, t7, contactable, deleted, changed_at, \
+              failed, followed)"
     )
 }
 
@@ -176,7 +185,7 @@ pub(crate) async fn write_plan(
 type Scalar<'q> = QueryScalar<'q, sqlx::Postgres, String, PgArguments>;
 
 /// Array types of a lead input, in the order [`bind_leads`] binds them.
-const LEAD_TYPES: [&str; 12] = [
+const LEAD_TYPES: [&str; 14] = [
     "int8[]",
     "int8[]",
     "text[]",
@@ -189,10 +198,15 @@ const LEAD_TYPES: [&str; 12] = [
     "bool[]",
     "bool[]",
     "timestamptz[]",
+    "bool[]",
+    "bool[]",
 ];
 
-/// Binds the twelve column arrays of these lead rows.
-fn bind_leads<'q>(query: Scalar<'q>, leads: &[(&'q i64, &'q LeadState)]) -> Scalar<'q> {
+/// Binds the fourteen column arrays of these leads' rows: the state's columns and the list
+/// flags of the record.
+fn bind_leads<'q>(query: Scalar<'q>, records: &[(&'q i64, &'q LeadRecord)]) -> Scalar<'q> {
+    let leads: Vec<(&i64, &LeadState)> = records.iter().map(|(id, r)| (*id, &r.state)).collect();
+    let flags: Vec<(bool, bool)> = records.iter().map(|(_, r)| r.list_flags()).collect();
     // Collaborator lists travel as array literals cast per row: UNNEST would flatten a
     // two-dimensional array, and a cast is much cheaper than unpacking JSON in a subquery.
     let collaborators: Vec<String> = leads
@@ -232,6 +246,8 @@ fn bind_leads<'q>(query: Scalar<'q>, leads: &[(&'q i64, &'q LeadState)]) -> Scal
         .bind(leads.iter().map(|(_, s)| s.contactable).collect::<Vec<_>>())
         .bind(leads.iter().map(|(_, s)| s.deleted).collect::<Vec<_>>())
         .bind(leads.iter().map(|(_, s)| s.changed_at).collect::<Vec<_>>())
+        .bind(flags.iter().map(|f| f.0).collect::<Vec<_>>())
+        .bind(flags.iter().map(|f| f.1).collect::<Vec<_>>())
 }
 
 /// Array types of the deliveries input, in the order [`bind_deliveries`] binds them.
@@ -396,6 +412,6 @@ mod tests {
                 digits.parse().unwrap()
             })
             .collect();
-        assert_eq!(numbers, (1..=54).collect::<Vec<_>>());
+        assert_eq!(numbers, (1..=58).collect::<Vec<_>>());
     }
 }

@@ -1,6 +1,6 @@
 //! The SQL of the drill-down lists ([`load_lead_page`]): one statement per figure and scope kind,
 //! each a keyset scan an index serves (the partial indexes of migrations 20261204000002 and
-//! 20261205000002, for the organisation, per owner and per collaborator), then the company
+//! 20261205000001, for the organisation, per owner and per collaborator), then the company
 //! names of the page's ids from the CRM's `leads`.
 
 use std::collections::HashMap;
@@ -93,10 +93,11 @@ macro_rules! figure_sql {
 }
 
 // The conditions repeat the partial indexes' predicates (migrations 20261204000002 and
-// 20261205000002) so the planner can use them. The failure checks are `projector::model`'s (a
+// 20261205000001) so the planner can use them. The failure checks are `projector::model`'s (a
 // failed row is the only row of its kind): no failed T+3 for T+3, no failure at all for T+7.
-// `failed` (any failed follow-up) and `followed` (any sent one) are kept from the deliveries by
-// a trigger (migration 20261205000001); `verify` compares every list with the CRM's records.
+// `failed` (any finally failed follow-up) and `followed` (any sent one) are written with the
+// lead's row by the projector (`LeadRecord::list_flags`); `verify` compares every list with the
+// CRM's records.
 const PENDING_T3: [&str; 2] = figure_sql!(
     "l.status = 'ACTIVE' AND l.clock_stopped_at IS NULL AND l.contactable AND NOT l.t3_sent \
      AND NOT EXISTS (SELECT 1 FROM projection_deliveries f WHERE f.lead_id = l.lead_id \

@@ -24,6 +24,15 @@ pub(crate) struct Connections {
 /// its response (streams end on the same signal) and returns. Hyper directly rather than
 /// `axum::serve`, which does not expose hyper's `header_read_timeout`: a client that opens
 /// connections and sends its headers slowly, or never, would hold them forever.
+///
+/// Memory per idle SSE stream (issue 17; `bench/results/2026-11-30-sse-memory.md`): hyper holds
+/// an 8 KiB header buffer for the connection's life and, while a response streams, allocates a
+/// second 8 KiB read buffer to notice the client closing (the first is still shared with the
+/// request's headers then). Neither is configurable: `max_buf_size` cannot go below 8 KiB and
+/// does not change the first read. `half_close(true)` would skip that read buffer, but hyper
+/// would then notice a departed client only when a heartbeat write fails, and its stream slot
+/// (the per-user and per-gateway caps) would stay taken meanwhile — measured and decided
+/// against; the builder keeps hyper's defaults apart from the header timeout.
 pub(crate) async fn serve_connections(
     listener: TcpListener,
     app: Router,

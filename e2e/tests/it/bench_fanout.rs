@@ -1,8 +1,11 @@
 //! `bench_sse_fanout` (ignored; run by `scripts/bench.sh`, which raises the fd limit): 10 000
 //! SSE clients of the organisation scope on one gateway, a separate process (the release
-//! binary) so its memory is its own. Time from a lead change committed until every client has
-//! the frame with the new figures (baseline: the same with one client, in the same run), and
-//! the gateway's RSS growth per connected client.
+//! binary) so its memory is its own. Every run (`BENCH_RUNS`) starts a fresh gateway process
+//! and measures, in that run: the time from a lead change committed until every client has the
+//! frame with the new figures (baseline: the same change with one client), and the gateway's
+//! RSS growth per connected client (RSS before the clients connect against the larger of RSS
+//! with them idle and RSS after the frame went to all of them). The test fails when any run's
+//! memory per client is above the issue 17 target of 16 KiB.
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -192,6 +195,9 @@ async fn change_round(
     samples
 }
 
+/// The target of issue 17: gateway RSS growth per idle stream client, in KiB.
+const TARGET_KIB_PER_CLIENT: f64 = 16.0;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark"]
 async fn bench_sse_fanout() {
@@ -203,24 +209,28 @@ async fn bench_sse_fanout() {
     wait_projected(&stack.db.pool).await;
     let (_, figures) = stack.get_json("/api/followup/metrics", Some(&admin)).await;
     let mut pending = figures["pendingT3"].as_i64().unwrap();
-    let gateway = Gateway::start(&stack).await;
-    let (needle_tx, needle_rx) = watch::channel((0, String::new()));
-    let (arrival_tx, mut arrival_rx) = mpsc::unbounded_channel();
     let mut round = 0;
+    let mut over_target = Vec::new();
 
-    // Baseline: one client.
-    let single = connect_clients(
-        gateway.addr,
-        &admin,
-        1,
-        needle_rx.clone(),
-        arrival_tx.clone(),
-    )
-    .await;
-    let mut one = Vec::new();
-    for _ in 0..runs() {
+    // Every run starts a fresh gateway process, so each run's memory figure is a measurement of
+    // its own (a second batch of clients on the same process would reuse the first one's heap).
+    for run in 0..runs() {
+        let gateway = Gateway::start(&stack).await;
+        let pid = gateway.child.id();
+        let (needle_tx, needle_rx) = watch::channel((round, String::new()));
+        let (arrival_tx, mut arrival_rx) = mpsc::unbounded_channel();
+
+        // Baseline: the same change with one client, on the same process.
+        let single = connect_clients(
+            gateway.addr,
+            &admin,
+            1,
+            needle_rx.clone(),
+            arrival_tx.clone(),
+        )
+        .await;
         round += 1;
-        let s = change_round(
+        let alone = change_round(
             &stack,
             probe,
             round,
@@ -229,26 +239,19 @@ async fn bench_sse_fanout() {
             &mut arrival_rx,
             1,
         )
-        .await;
-        one.push(s[0]);
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-    for task in single {
-        task.abort();
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+        .await[0];
+        for task in single {
+            task.abort();
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
 
-    let before = rss_kib(gateway.child.id());
-    let started = Instant::now();
-    let tasks = connect_clients(gateway.addr, &admin, clients, needle_rx, arrival_tx).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let after = rss_kib(gateway.child.id());
-    let per_client = (after.saturating_sub(before)) as f64 / clients as f64;
-    println!(
-        "{clients} clients connected in {:.1?}; gateway RSS {before} KiB → {after} KiB: {per_client:.1} KiB per client",
-        started.elapsed()
-    );
-    for (run, alone) in one.iter().enumerate() {
+        let before = rss_kib(pid);
+        let started = Instant::now();
+        let tasks = connect_clients(gateway.addr, &admin, clients, needle_rx, arrival_tx).await;
+        let connected_in = started.elapsed();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let idle = rss_kib(pid);
+
         round += 1;
         let samples = change_round(
             &stack,
@@ -260,22 +263,33 @@ async fn bench_sse_fanout() {
             clients,
         )
         .await;
+        // Idle again after a frame went to every client: what the connections keep holding.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let after_push = rss_kib(pid);
+        let per_client = idle.max(after_push).saturating_sub(before) as f64 / clients as f64;
         let all = samples[samples.len() - 1];
         println!(
-            "run {run}: change → frame at all {clients} clients {all:.1} ms (p50 {:.1} ms, first {:.1} ms); one client alone {:.1} ms (load average {})",
+            "run {run}: {clients} clients connected in {connected_in:.1?}; gateway RSS {before} KiB → {idle} KiB (idle) → {after_push} KiB (after a frame to all): {per_client:.1} KiB per client (target ≤ {TARGET_KIB_PER_CLIENT}); change → frame at all {clients} clients {all:.1} ms (p50 {:.1} ms, first {:.1} ms); one client alone {alone:.1} ms (load average {})",
             percentile(&samples, 50.0),
             samples[0],
-            alone,
             load_average()
         );
-        emit_figure("fanout_all_ms", run, all, "ms", Some(*alone));
+        emit_figure("fanout_all_ms", run, all, "ms", Some(alone));
         emit_figure("fanout_kib_per_client", run, per_client, "KiB", None);
         let step = (samples.len() / 200).max(1);
         let cdf: Vec<f64> = samples.iter().step_by(step).copied().collect();
         emit(json!({"bench": "fanout_samples", "series": "fanout_samples", "run": run, "ms": cdf}));
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        if per_client > TARGET_KIB_PER_CLIENT {
+            over_target.push(format!("run {run}: {per_client:.1} KiB"));
+        }
+        for task in tasks {
+            task.abort();
+        }
+        drop(gateway);
     }
-    for task in tasks {
-        task.abort();
-    }
+    assert!(
+        over_target.is_empty(),
+        "gateway memory per SSE client above {TARGET_KIB_PER_CLIENT} KiB: {}",
+        over_target.join(", ")
+    );
 }

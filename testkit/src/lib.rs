@@ -271,12 +271,32 @@ impl Drop for NatsServer {
     }
 }
 
-/// A loopback port that was free a moment ago.
+/// A loopback port that was free a moment ago, from 20000–31999: below Linux's ephemeral range
+/// (32768–60999), because a port the kernel hands out for `:0` can be given to an outgoing
+/// connection before the process it was picked for binds it (the fault suite's projector once
+/// failed to start that way). Each call in a process tries the next port from a start that
+/// differs per process.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const COUNT: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    static START: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    let start = *START.get_or_init(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        std::process::id().wrapping_mul(7919).wrapping_add(nanos) % COUNT
+    });
+    for _ in 0..COUNT {
+        let offset = (start + NEXT.fetch_add(1, Ordering::Relaxed)) % COUNT;
+        let port = u16::try_from(FIRST + offset).expect("a port");
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {FIRST}..{}", FIRST + COUNT)
 }
 
 /// Polls `check` every 20 ms until it returns `Some` or `timeout` passes. Tests wait for

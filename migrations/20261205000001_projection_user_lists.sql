@@ -46,6 +46,9 @@ CREATE INDEX IF NOT EXISTS projection_leads_owner_failed_idx
 DROP INDEX IF EXISTS projection_leads_owner_due_idx;
 DROP INDEX IF EXISTS projection_leads_converted_idx;
 DROP INDEX IF EXISTS projection_leads_co_members_idx;
+-- Owner and collaborators together (20261204000002) were read only by that migration's backfill;
+-- nothing reads them now, and Postgres computed them on every write of a lead.
+ALTER TABLE projection_leads DROP COLUMN IF EXISTS members;
 
 -- The leads a user collaborates on without owning them (one row per collaborator, trimmed, as
 -- `co_members` holds them), with the columns the lists filter and sort on: a copy of the lead's

@@ -5,6 +5,15 @@ use clap::Parser;
 use followup_gateway::auth::{DevClaims, dev_token};
 use followup_gateway::{Cli, Command, run_until_stopped};
 
+/// jemalloc instead of glibc's malloc: an idle SSE connection holds two 8 KiB hyper read buffers
+/// of which little is touched; jemalloc's 8 KiB size class has no in-band headers, so such a
+/// buffer costs the pages written, and 10 000 idle clients cost ~13 KiB each instead of ~16.5
+/// (bench/results/2026-11-30-sse-memory.md). Only the binary: the library leaves the choice to
+/// whoever embeds it.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();

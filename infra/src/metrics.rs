@@ -8,7 +8,7 @@
 
 use prometheus::core::Collector;
 use prometheus::{
-    Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    CounterVec, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry,
 };
 
@@ -39,6 +39,22 @@ pub fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str])
         registry,
         name,
         IntCounterVec::new(Opts::new(name, help), labels),
+    )
+}
+
+/// Floating-point counters by `labels`: accumulated seconds (`…_seconds_total`), where a rate
+/// of the counter is the share of wall time spent.
+#[track_caller]
+pub fn seconds_counter_vec(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> CounterVec {
+    registered(
+        registry,
+        name,
+        CounterVec::new(Opts::new(name, help), labels),
     )
 }
 

@@ -1,7 +1,11 @@
 //! The producer's Prometheus metrics (names from DESIGN.md; base units, no user ids in labels).
 
-use followup_infra::metrics::{counter, counter_vec, exponential_buckets, histogram, int_gauge};
-use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge, Registry};
+use std::time::Duration;
+
+use followup_infra::metrics::{
+    counter, counter_vec, exponential_buckets, histogram, int_gauge, seconds_counter_vec,
+};
+use prometheus::{CounterVec, Histogram, IntCounter, IntCounterVec, IntGauge, Registry};
 
 /// All producer metrics, registered in their own registry.
 #[derive(Clone)]
@@ -33,7 +37,15 @@ pub struct ProducerMetrics {
     pub relay_errors: IntCounter,
     /// `followup_relay_batch_duration_seconds`: publish + PubAck + mark, per batch.
     pub relay_batch_duration: Histogram,
+    /// `followup_relay_stage_seconds_total{stage}`: where the relay's time goes (see
+    /// [`RELAY_STAGES`]); the marker's `delete` runs beside the next batch's publish.
+    pub relay_stage_seconds: CounterVec,
 }
+
+/// The relay's stages, in a batch's order: `read` (the outbox batch query), `encode` (rows to
+/// CloudEvents), `publish` (handing messages to the client, waiting when the window is full
+/// excluded), `ack_wait` (awaiting PubAcks), `delete` (removing acknowledged rows).
+pub const RELAY_STAGES: [&str; 5] = ["read", "encode", "publish", "ack_wait", "delete"];
 
 impl ProducerMetrics {
     /// Creates and registers every metric.
@@ -113,6 +125,15 @@ impl ProducerMetrics {
             "Relay batch: publish, await PubAcks, mark",
             exponential_buckets(0.001, 2.0, 14),
         );
+        let relay_stage_seconds = seconds_counter_vec(
+            r,
+            "followup_relay_stage_seconds_total",
+            "Seconds the relay spent per stage of its batches",
+            &["stage"],
+        );
+        for stage in RELAY_STAGES {
+            relay_stage_seconds.with_label_values(&[stage]);
+        }
         for kind in ["t3", "t7"] {
             processed.with_label_values(&["email", kind]);
             skipped.with_label_values(&[kind]);
@@ -138,7 +159,24 @@ impl ProducerMetrics {
             relay_duplicates,
             relay_errors,
             relay_batch_duration,
+            relay_stage_seconds,
         }
+    }
+}
+
+impl ProducerMetrics {
+    /// Adds `spent` to the relay's `stage` (one of [`RELAY_STAGES`]).
+    pub fn add_relay_stage(&self, stage: &str, spent: Duration) {
+        self.relay_stage_seconds
+            .with_label_values(&[stage])
+            .inc_by(spent.as_secs_f64());
+    }
+
+    /// Adds a batch's publish-side times ([`crate::relay::Acknowledged`]).
+    pub fn add_publish_stages(&self, acked: &crate::relay::Acknowledged) {
+        self.add_relay_stage("encode", acked.encode);
+        self.add_relay_stage("publish", acked.publish);
+        self.add_relay_stage("ack_wait", acked.ack_wait);
     }
 }
 

@@ -3,6 +3,7 @@
 //! dedup, dead letters, folding and the set-based writes meet here.
 
 use std::collections::HashSet;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
@@ -31,6 +32,25 @@ pub struct BatchReport {
     pub org: bool,
     /// Latest event time among the applied events.
     pub last_event_at: Option<DateTime<Utc>>,
+    /// Where the batch's time went.
+    pub phases: ApplyPhases,
+}
+
+/// Time spent per phase of applying a batch (`followup_projector_stage_seconds_total`).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ApplyPhases {
+    /// `BEGIN` and waiting for the projection lock ([`apply_and_commit`] only).
+    pub lock: Duration,
+    /// Recording the event ids in the inbox (duplicates found here).
+    pub inbox: Duration,
+    /// Loading the stored records of the batch's leads.
+    pub load: Duration,
+    /// Folding the events into a write plan (no I/O).
+    pub fold: Duration,
+    /// The one write statement.
+    pub write: Duration,
+    /// `COMMIT` ([`apply_and_commit`] only).
+    pub commit: Duration,
 }
 
 impl BatchReport {
@@ -90,8 +110,9 @@ pub async fn apply_parsed(
             insert_dead_letter(conn, message, reason).await?;
         }
     }
-    // Phase times go to the debug log: where a batch's time goes (see projector/BENCH.md).
-    let started = std::time::Instant::now();
+    // Phase times go to the debug log and the report: where a batch's time goes (see
+    // projector/BENCH.md).
+    let started = Instant::now();
     let ids: Vec<_> = parsed.iter().map(|(id, _, _)| *id).collect();
     let new: HashSet<_> = insert_inbox_ids(conn, &ids).await?.into_iter().collect();
     let inbox = started.elapsed();
@@ -152,6 +173,13 @@ pub async fn apply_parsed(
         users: plan.users.into_iter().collect(),
         org: plan.org,
         last_event_at,
+        phases: ApplyPhases {
+            inbox,
+            load: load - inbox,
+            fold: fold - load,
+            write: write - fold,
+            ..ApplyPhases::default()
+        },
     })
 }
 
@@ -161,10 +189,15 @@ pub async fn apply_and_commit(
     tz: Tz,
     batch: &ParsedBatch,
 ) -> Result<BatchReport, ApplyError> {
+    let started = Instant::now();
     let mut tx = pool.begin().await?;
     lock_projection(&mut tx).await?;
-    let report = apply_parsed(&mut tx, tz, batch).await?;
+    let lock = started.elapsed();
+    let mut report = apply_parsed(&mut tx, tz, batch).await?;
+    let committing = Instant::now();
     tx.commit().await?;
+    report.phases.lock = lock;
+    report.phases.commit = committing.elapsed();
     Ok(report)
 }
 

@@ -1,7 +1,7 @@
 //! Fetching from JetStream pull consumers, shared by `serve` (the durable consumer),
 //! `rebuild` (an ephemeral one) and the benchmark's bare loop.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
@@ -19,8 +19,21 @@ pub async fn fetch_batch(
     max: usize,
     wait: Duration,
 ) -> anyhow::Result<Vec<jetstream::Message>> {
+    fetch_batch_timed(consumer, max, wait)
+        .await
+        .map(|(batch, _)| batch)
+}
+
+/// [`fetch_batch`], and how long it waited for a first message on an idle stream.
+async fn fetch_batch_timed(
+    consumer: &PullConsumer,
+    max: usize,
+    wait: Duration,
+) -> anyhow::Result<(Vec<jetstream::Message>, Duration)> {
+    let mut idle = Duration::ZERO;
     let mut batch = fetch_available(consumer, max).await?;
     if batch.is_empty() {
+        let waiting = Instant::now();
         let mut first = consumer
             .batch()
             .max_messages(1)
@@ -35,11 +48,12 @@ pub async fn fetch_batch(
                     .context("receiving a message")?,
             );
         }
+        idle = waiting.elapsed();
         if !batch.is_empty() && max > 1 {
             batch.extend(fetch_available(consumer, max - 1).await?);
         }
     }
-    Ok(batch)
+    Ok((batch, idle))
 }
 
 async fn fetch_available(
@@ -66,6 +80,16 @@ async fn fetch_available(
 /// How much longer than the fetch's own wait the server may take to answer a pull request.
 const FETCH_GRACE: Duration = Duration::from_secs(10);
 
+/// A batch fetched and parsed ahead, with the time each took.
+pub(crate) struct Prefetched {
+    pub messages: Vec<jetstream::Message>,
+    pub parsed: ParsedBatch,
+    /// From the pull request to the batch in hand, less the wait for a first message on an
+    /// idle stream.
+    pub fetch: Duration,
+    pub parse: Duration,
+}
+
 /// Fetches and parses batches ahead in a task, so the next batch is on its way while the
 /// current one is written (one batch waits in the channel). An empty batch means the stream was idle for
 /// `wait`. On shutdown the task stops; batches it fetched but nobody took are nak'ed, so the
@@ -75,21 +99,22 @@ pub(crate) fn prefetch_batches(
     max: usize,
     wait: Duration,
     shutdown: CancellationToken,
-) -> mpsc::Receiver<(Vec<jetstream::Message>, ParsedBatch)> {
+) -> mpsc::Receiver<Prefetched> {
     let (sender, receiver) = mpsc::channel(1);
     tokio::spawn(async move {
         loop {
+            let fetching = Instant::now();
             let fetched = tokio::select! {
                 _ = shutdown.cancelled() => return,
                 // Bounded: a pull request the server never answers (no consumer leader after
                 // a cluster restart, a request lost in a reconnect) must not stall the
                 // projector silently; it is simply asked again.
-                fetched = tokio::time::timeout(wait + FETCH_GRACE, fetch_batch(&consumer, max, wait)) => {
+                fetched = tokio::time::timeout(wait + FETCH_GRACE, fetch_batch_timed(&consumer, max, wait)) => {
                     fetched.unwrap_or_else(|_| Err(anyhow::anyhow!("no answer to the pull request within {:?}", wait + FETCH_GRACE)))
                 }
             };
-            let batch = match fetched {
-                Ok(batch) => batch,
+            let (batch, fetch) = match fetched {
+                Ok((batch, idle)) => (batch, fetching.elapsed().saturating_sub(idle)),
                 Err(err) => {
                     tracing::warn!(error = format!("{err:#}"), "fetch failed; retrying");
                     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -102,8 +127,14 @@ pub(crate) fn prefetch_batches(
             };
             match permit {
                 Some(permit) => {
+                    let parsing = Instant::now();
                     let parsed = parse_batch(batch.iter().map(to_inbound).collect());
-                    permit.send((batch, parsed));
+                    permit.send(Prefetched {
+                        messages: batch,
+                        parsed,
+                        fetch,
+                        parse: parsing.elapsed(),
+                    });
                 }
                 None => {
                     nak_all(&batch).await;

@@ -42,7 +42,9 @@ pub mod verify_history;
 pub mod verify_lists;
 mod write;
 
-pub use apply::{ApplyError, BatchReport, apply_and_commit, apply_messages, apply_parsed};
+pub use apply::{
+    ApplyError, ApplyPhases, BatchReport, apply_and_commit, apply_messages, apply_parsed,
+};
 pub use commands::run_cli;
 pub use config::{Cli, Command, Config, ConsumersCommand, DeadLettersCommand, DlqCommand};
 pub use dead_letters::{

@@ -1,8 +1,14 @@
 //! The projector's Prometheus metrics, in their own registry. Base units, no user ids in labels.
 
-use followup_infra::metrics::{counter, counter_vec, gauge, histogram, int_gauge, int_gauge_vec};
+use std::time::Duration;
+
+use followup_infra::metrics::{
+    counter, counter_vec, gauge, histogram, int_gauge, int_gauge_vec, seconds_counter_vec,
+};
 use followup_readmodel::Figures;
-use prometheus::{Gauge, Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry};
+use prometheus::{
+    CounterVec, Gauge, Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry,
+};
 
 use crate::apply::BatchReport;
 
@@ -19,7 +25,20 @@ pub struct ProjectorMetrics {
     dead_letters: IntCounter,
     module_dead_letters: IntCounterVec,
     last_event_timestamp: Gauge,
+    stage_seconds: CounterVec,
 }
+
+/// The projector's stages (`followup_projector_stage_seconds_total{stage}`). Beside the batch
+/// loop, in a task of their own: `fetch` (pull request → batch in hand, an idle stream's wait
+/// for a first message excluded), `parse` (CloudEvents decoded) and `ack`. In the loop, in
+/// order: `wait` (a stall: waiting for the next batch right after a non-empty one), then the
+/// [`crate::ApplyPhases`] `lock`, `inbox`, `load`, `fold`, `write`, `commit`, then `notice` (the
+/// change notice published) and `gauges` (the organisation's figures reloaded, about once a
+/// second).
+pub const PROJECTOR_STAGES: [&str; 12] = [
+    "fetch", "parse", "ack", "wait", "lock", "inbox", "load", "fold", "write", "commit", "notice",
+    "gauges",
+];
 
 impl ProjectorMetrics {
     /// Creates and registers the metrics.
@@ -77,6 +96,15 @@ impl ProjectorMetrics {
             "followup_projector_last_event_timestamp_seconds",
             "Event time of the latest applied event, Unix seconds",
         );
+        let stage_seconds = seconds_counter_vec(
+            r,
+            "followup_projector_stage_seconds_total",
+            "Seconds the projector spent per stage of its batches",
+            &["stage"],
+        );
+        for stage in PROJECTOR_STAGES {
+            stage_seconds.with_label_values(&[stage]);
+        }
         ProjectorMetrics {
             registry,
             pending,
@@ -88,12 +116,31 @@ impl ProjectorMetrics {
             dead_letters,
             module_dead_letters,
             last_event_timestamp,
+            stage_seconds,
         }
+    }
+
+    /// Adds `spent` to `stage` (one of [`PROJECTOR_STAGES`]).
+    pub fn add_stage(&self, stage: &str, spent: Duration) {
+        self.stage_seconds
+            .with_label_values(&[stage])
+            .inc_by(spent.as_secs_f64());
     }
 
     /// Counts a committed batch and how long it took.
     pub fn observe_batch(&self, report: &BatchReport, seconds: f64) {
         self.apply_duration.observe(seconds);
+        let phases = &report.phases;
+        for (stage, spent) in [
+            ("lock", phases.lock),
+            ("inbox", phases.inbox),
+            ("load", phases.load),
+            ("fold", phases.fold),
+            ("write", phases.write),
+            ("commit", phases.commit),
+        ] {
+            self.add_stage(stage, spent);
+        }
         for (label, outcome) in &report.outcomes {
             self.events
                 .with_label_values(&[*label, outcome.as_str()])

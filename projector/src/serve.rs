@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::apply::{BatchReport, apply_and_commit};
 use crate::config::Config;
-use crate::consume::{ack_all, nak_all, prefetch_batches};
+use crate::consume::{Prefetched, ack_all, nak_all, prefetch_batches};
 use crate::metrics::ProjectorMetrics;
 use crate::notice::{notice_for_batch, publish_notice};
 use crate::parse::ParsedBatch;
@@ -150,17 +150,31 @@ impl Projector {
         ));
         self.refresh_gauges().await;
         let mut pending_acks: Option<JoinHandle<()>> = None;
+        // Whether the previous batch had messages: only then is waiting for the next a stall
+        // (the `wait` stage); after an idle batch it is the stream being quiet.
+        let mut busy = false;
         let result = loop {
-            let batch = tokio::select! {
+            let waiting = Instant::now();
+            let prefetched = tokio::select! {
                 _ = shutdown.cancelled() => break Ok(()),
                 batch = batches.recv() => match batch {
-                    Some((batch, parsed)) => (batch, parsed),
+                    Some(prefetched) => prefetched,
                     None => break Ok(()),
                 },
             };
-            let (batch, parsed) = batch;
+            let Prefetched {
+                messages: batch,
+                parsed,
+                fetch,
+                parse,
+            } = prefetched;
             let idle = batch.is_empty();
             if !idle {
+                if busy {
+                    self.metrics.add_stage("wait", waiting.elapsed());
+                }
+                self.metrics.add_stage("fetch", fetch);
+                self.metrics.add_stage("parse", parse);
                 // From here on the batch is in hand: finish it even if shutdown fires.
                 match self.handle_batch(batch, &parsed, shutdown).await {
                     Ok(acks) => {
@@ -179,6 +193,7 @@ impl Projector {
                     Err(err) => break Err(err),
                 }
             }
+            busy = !idle;
             if idle {
                 // Idle: keep sentToday right across local midnight.
                 self.refresh_gauges().await;
@@ -191,8 +206,8 @@ impl Projector {
                 let _ = acks.await;
             }
             fetcher.cancel();
-            while let Some((batch, _)) = batches.recv().await {
-                nak_all(&batch).await;
+            while let Some(prefetched) = batches.recv().await {
+                nak_all(&prefetched.messages).await;
             }
             let _ = self.client.flush().await;
         };
@@ -249,8 +264,12 @@ impl Projector {
         };
         // Acks go out in a task, beside the next batch's transaction.
         let client = self.client.clone();
+        let metrics = self.metrics.clone();
         let acks = tokio::spawn(async move {
-            if let Err(err) = ack_all(&client, &batch).await {
+            let acking = Instant::now();
+            let acked = ack_all(&client, &batch).await;
+            metrics.add_stage("ack", acking.elapsed());
+            if let Err(err) = acked {
                 // Committed but not acked: the server redelivers, and the inbox makes those
                 // redeliveries duplicates.
                 tracing::warn!(error = format!("{err:#}"), "acking a committed batch");
@@ -263,16 +282,20 @@ impl Projector {
 
     async fn after_commit(&self, report: &BatchReport, seconds: f64) {
         self.metrics.observe_batch(report, seconds);
+        let noticing = Instant::now();
         if let Some(notice) = notice_for_batch(report, Utc::now()) {
             publish_notice(&self.client, &notice).await;
         }
+        self.metrics.add_stage("notice", noticing.elapsed());
         // At most about once a second under load: the gauges are scraped, not streamed.
         let due = self
             .last_gauges
             .lock()
             .map(|at| at.elapsed() >= Duration::from_secs(1));
         if report.org && due.unwrap_or(true) {
+            let refreshing = Instant::now();
             self.refresh_gauges().await;
+            self.metrics.add_stage("gauges", refreshing.elapsed());
         }
         tracing::debug!(messages = report.outcomes.len(), seconds, "batch committed");
     }

@@ -45,16 +45,20 @@ pub async fn relay_pending(
         .bind(config.batch_size)
         .fetch_all(&mut *tx)
         .await?;
+    metrics.add_relay_stage("read", started.elapsed());
     if rows.is_empty() {
         tx.commit().await?;
         return Ok(RelayOutcome::Idle);
     }
     let acked = publish_rows(js, rows, config.window).await?;
+    metrics.add_publish_stages(&acked);
+    let deleting = Instant::now();
     sqlx::query(DELETE_PUBLISHED)
         .bind(&acked.ids)
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
+    metrics.add_relay_stage("delete", deleting.elapsed());
     metrics.relay_published.inc_by(acked.ids.len() as u64);
     metrics.relay_duplicates.inc_by(acked.duplicates as u64);
     metrics

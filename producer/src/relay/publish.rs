@@ -3,6 +3,7 @@
 //! window of outstanding PubAcks. Marking the rows is the caller's business.
 
 use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::{self, context::PublishAckFuture};
@@ -71,13 +72,19 @@ impl OutboxRow {
     }
 }
 
-/// What JetStream acknowledged for a batch of rows.
+/// What JetStream acknowledged for a batch of rows, and where the time went.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Acknowledged {
     /// The rows' outbox ids, in order.
     pub ids: Vec<i64>,
     /// How many JetStream flagged as duplicates (already in the stream).
     pub duplicates: usize,
+    /// Building the CloudEvents.
+    pub encode: Duration,
+    /// Handing the messages to the client.
+    pub publish: Duration,
+    /// Awaiting PubAcks (a full window, and the batch's last acks).
+    pub ack_wait: Duration,
 }
 
 /// Publishes `rows` in order with at most `window` PubAcks outstanding and waits for every
@@ -93,7 +100,11 @@ pub async fn publish_rows(
     let mut acked = Acknowledged {
         ids: Vec::with_capacity(rows.len()),
         duplicates: 0,
+        encode: Duration::ZERO,
+        publish: Duration::ZERO,
+        ack_wait: Duration::ZERO,
     };
+    let (mut encode, mut publish, mut ack_wait) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
     let mut first_duplicate = None;
     let err = |id: i64, e: &dyn std::fmt::Display| RelayError::Publish {
         id,
@@ -108,23 +119,32 @@ pub async fn publish_rows(
     };
     for row in rows {
         if in_flight.len() >= window.max(1) {
+            let waited = Instant::now();
             let (id, key, fut) = in_flight.pop_front().expect("window is not empty");
             settle((id, key, fut.await.map_err(|e| err(id, &e))?));
+            ack_wait += waited.elapsed();
         }
+        let started = Instant::now();
         let message = row.into_message()?;
-        let publish = PublishMessage::build()
+        let built = PublishMessage::build()
             .payload(message.body)
             .header("Content-Type", CONTENT_TYPE)
             .message_id(&message.key);
+        let encoded = Instant::now();
+        encode += encoded - started;
         let fut = js
-            .send_publish(message.subject, publish)
+            .send_publish(message.subject, built)
             .await
             .map_err(|e| err(message.id, &e))?;
+        publish += encoded.elapsed();
         in_flight.push_back((message.id, message.key, fut));
     }
+    let waited = Instant::now();
     for (id, key, fut) in in_flight {
         settle((id, key, fut.await.map_err(|e| err(id, &e))?));
     }
+    ack_wait += waited.elapsed();
+    (acked.encode, acked.publish, acked.ack_wait) = (encode, publish, ack_wait);
     if let Some(first_key) = first_duplicate {
         tracing::info!(count = acked.duplicates, %first_key, "JetStream dropped republished events as duplicates");
     }

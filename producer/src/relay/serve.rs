@@ -149,6 +149,7 @@ async fn stream_batches(
             .bind(config.batch_size)
             .fetch_all(&mut *conn)
             .await?;
+        metrics.add_relay_stage("read", started.elapsed());
         let Some(last) = rows.last() else {
             if !flush_marker(jobs).await {
                 return Ok(()); // the marker failed; its error is reported by the caller
@@ -165,6 +166,7 @@ async fn stream_batches(
         };
         cursor = last.id;
         let acked = publish_rows(js, rows, config.window).await?;
+        metrics.add_publish_stages(&acked);
         backoff.reset();
         let job = MarkJob::Mark {
             ids: acked.ids,
@@ -202,10 +204,12 @@ async fn mark_until_closed(
                 duplicates,
                 started,
             } => {
+                let deleting = Instant::now();
                 sqlx::query(DELETE_PUBLISHED)
                     .bind(&ids)
                     .execute(&pool)
                     .await?;
+                metrics.add_relay_stage("delete", deleting.elapsed());
                 metrics.relay_published.inc_by(ids.len() as u64);
                 metrics.relay_duplicates.inc_by(duplicates as u64);
                 metrics

@@ -91,6 +91,19 @@ async fn serve_runs_on_schedule_relays_and_reports_metrics() {
     assert_eq!(status, 200);
     assert!(body.contains("followup_processing_duration_seconds_count"));
     assert!(body.contains("followup_relay_published_total"));
+    // The relay's time per stage: each stage of a published batch has counted some.
+    for stage in ["read", "encode", "publish", "ack_wait", "delete"] {
+        let line = body
+            .lines()
+            .find(|l| {
+                l.starts_with(&format!(
+                    "followup_relay_stage_seconds_total{{stage=\"{stage}\"}}"
+                ))
+            })
+            .unwrap_or_else(|| panic!("stage {stage} in {body}"));
+        let seconds: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(seconds > 0.0, "{line}");
+    }
     assert!(body.contains("followup_outbox_backlog"));
 
     // Several slots fired by now; the runs table holds one row per slot.

@@ -45,6 +45,17 @@ async fn an_event_redelivered_or_republished_under_a_new_msg_id_counts_once() {
     };
     assert_eq!(duplicates("lead.changed.v1"), 1.0, "{metrics}");
     assert_eq!(duplicates("lead.followup.sent.v1"), 1.0, "{metrics}");
+    // Where the batches' time went: every stage of a batch that did work has counted some.
+    for stage in [
+        "fetch", "parse", "lock", "inbox", "load", "fold", "write", "commit",
+    ] {
+        let seconds = sample(
+            &metrics,
+            "followup_projector_stage_seconds_total",
+            &[&format!("stage=\"{stage}\"")],
+        );
+        assert!(seconds > 0.0, "stage {stage}: {metrics}");
+    }
     projector.stop().await;
 
     // Redeliver the whole stream to a fresh durable consumer: every event is seen again.

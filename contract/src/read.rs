@@ -55,17 +55,20 @@ pub struct ReceivedEvent {
 /// Parses and validates a structured-mode message body.
 pub fn parse_event(body: &[u8]) -> Result<ReceivedEvent, ContractError> {
     crate::limits::check_size(body)?;
-    let raw: serde_json::Value =
-        serde_json::from_slice(body).map_err(ContractError::NotCloudEvent)?;
+    // Straight from the bytes into the SDK's event: going through a `serde_json::Value` first
+    // built every event twice (a third of the projector's parse time).
+    let mut event: cloudevents::Event = match serde_json::from_slice(body) {
+        Ok(event) => event,
+        Err(err) => {
+            return Err(foreign_spec_version(body).unwrap_or(ContractError::NotCloudEvent(err)));
+        }
+    };
     // The SDK also reads 0.3; this contract speaks 1.0 only, and an old or foreign event gets a
     // precise reason rather than a field error.
-    if let Some(v) = raw.get("specversion").and_then(|v| v.as_str())
-        && v != SPEC_VERSION
-    {
-        return Err(ContractError::SpecVersion(v.to_owned()));
+    let version = event.specversion().to_string();
+    if version != SPEC_VERSION {
+        return Err(ContractError::SpecVersion(version));
     }
-    let mut event: cloudevents::Event =
-        serde_json::from_value(raw).map_err(ContractError::NotCloudEvent)?;
     let event_type = EventType::parse(event.ty())
         .ok_or_else(|| ContractError::UnknownType(event.ty().into()))?;
     let id = Uuid::parse_str(event.id()).map_err(|e| ContractError::InvalidAttribute {
@@ -104,6 +107,14 @@ pub fn parse_event(body: &[u8]) -> Result<ReceivedEvent, ContractError> {
         idempotency_key,
         payload,
     })
+}
+
+/// The reason for a body the SDK could not read, when it names a `specversion` other than ours
+/// (the SDK rejects versions it does not know before looking at the rest).
+fn foreign_spec_version(body: &[u8]) -> Option<ContractError> {
+    let raw: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let version = raw.get("specversion")?.as_str()?;
+    (version != SPEC_VERSION).then(|| ContractError::SpecVersion(version.to_owned()))
 }
 
 fn typed_payload(ty: EventType, data: serde_json::Value) -> Result<LeadEvent, ContractError> {

@@ -2,6 +2,13 @@ use anyhow::Context;
 use clap::Parser;
 use followup_producer::{Cli, Command, migrate, run_once, run_until_stopped};
 
+/// jemalloc instead of glibc's malloc, as in the projector: the relay builds and frees a
+/// CloudEvent per outbox row (bench/results/2026-11-30-whole-pipeline.md). Only the binary: the
+/// library leaves the choice to whoever embeds it.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     followup_infra::telemetry::init_tracing();

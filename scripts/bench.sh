@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # The benchmark suite (issue 7): every benchmark, each figure beside a baseline measured in the
 # same run, BENCH_RUNS runs each (median and spread), results as Markdown, JSON and SVG charts in
-# bench/results/<date>.{md,json} and bench/results/latest.md.
+# bench/results/<date>.{md,json} and bench/results/latest.{md,json}, and the README's figures
+# (the block between its bench-report markers) generated from them.
 #
-#   ./scripts/bench.sh                 # all: relay projector snapshot pipeline latency fanout json widget producer metrics
+# Exits non-zero when a benchmark fails (its command exits non-zero), when a figure with a target
+# misses it, or when a benchmark that ran did not emit one of its figures; the report is written
+# either way and names them.
+#
+#   ./scripts/bench.sh                 # all: relay projector snapshot pipeline latency fanout json widget producer metrics whole insights
 #   ./scripts/bench.sh latency fanout  # only these (the report keeps the other benches' last samples of the day)
 #
 # Env: BENCH_RUNS (3); BENCH_QUICK=1 for small sizes (trying the suite, not for figures);
@@ -14,7 +19,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/services.sh
 
-ALL=(relay projector snapshot pipeline latency fanout json widget producer metrics)
+ALL=(relay projector snapshot pipeline latency fanout json widget producer metrics whole insights)
 if [ $# -gt 0 ]; then selected=("$@"); else selected=("${ALL[@]}"); fi
 for b in "${selected[@]}"; do
   [[ " ${ALL[*]} " == *" $b "* ]] || die "unknown benchmark '$b' (known: ${ALL[*]})"
@@ -77,22 +82,36 @@ run_bench() {
     json) gateway_test bench::bench_metrics_endpoint ;;
     widget) gateway_test bench::bench_widget_first_figures ;;
     metrics) gateway_test bench_metrics::bench_metrics_cost ;;
+    whole) gateway_test bench_whole::bench_whole_pipeline ;;
+    insights) gateway_test bench_insights::bench_insights_endpoints ;;
   esac
 }
+
+failed=()
 
 for b in "${selected[@]}"; do
   log "benchmark: $b ($RUNS runs; load average $(cut -d' ' -f1-3 /proc/loadavg))"
   load_start=$(cut -d' ' -f1 /proc/loadavg)
   started=$(date -u +%FT%TZ)
   t0=$(date +%s)
-  run_bench "$b" 2>&1 | tee "$work/$b.log" || log "benchmark $b FAILED (see $work/$b.log)"
+  status=0
+  run_bench "$b" 2>&1 | tee "$work/$b.log" || status=$?
+  if [ "$status" -ne 0 ]; then
+    log "benchmark $b FAILED with exit status $status (see $work/$b.log)"
+    failed+=("$b")
+  fi
   # The JSON lines the benchmark printed, plus when and under which load it ran.
   {
     grep -E '^\{.*"bench":' "$work/$b.log" || true
-    printf '{"bench":"_meta","name":"%s","started":"%s","seconds":%s,"load_start":%s,"load_end":%s}\n' \
-      "$b" "$started" "$(($(date +%s) - t0))" "$load_start" "$(cut -d' ' -f1 /proc/loadavg)"
+    printf '{"bench":"_meta","name":"%s","started":"%s","seconds":%s,"exit":%s,"load_start":%s,"load_end":%s}\n' \
+      "$b" "$started" "$(($(date +%s) - t0))" "$status" "$load_start" "$(cut -d' ' -f1 /proc/loadavg)"
   } >"$work/$b.jsonl"
 done
 
-python3 scripts/bench_report.py "$work" "$out" "$date"
+report=0
+python3 scripts/bench_report.py "$work" "$out" "$date" || report=$?
 log "results: $out/$date.md, $out/$date.json, $out/latest.md"
+if [ "${#failed[@]}" -gt 0 ]; then
+  die "benchmarks failed: ${failed[*]} (logs in $work)"
+fi
+[ "$report" -eq 0 ] || die "targets missed or figures missing (see $out/$date.md)"

@@ -2,7 +2,13 @@
 """Turns the JSON lines of scripts/bench.sh into the suite's results: a Markdown table and a
 JSON file (median, spread, same-run baseline, ratio, target, met?) and SVG charts.
 
-Usage: bench_report.py WORK_DIR OUT_DIR DATE. WORK_DIR holds one <bench>.jsonl per benchmark.
+Usage:
+  bench_report.py WORK_DIR OUT_DIR DATE   WORK_DIR holds one <bench>.jsonl per benchmark; writes
+                                          OUT_DIR/DATE.{md,json}, latest.{md,json} and the
+                                          README's generated block; exits 1 when a target is
+                                          missed or a benchmark that ran left out a figure
+  bench_report.py --check-readme [JSON]   exits 1 when README.md's block is not what JSON
+                                          (bench/results/latest.json) generates (CI runs it)
 Standard library only.
 """
 import json
@@ -54,6 +60,46 @@ FIGURES = {
     "metrics_cpu_gateway": ("/metrics at 1 s scrapes: gateway, % of a core", ("<", 1),
                             "whole stack under 1000 changes/s, % of a core", None),
 }
+
+FIGURES.update({
+    "whole_tx20k_rate": ("Whole pipeline (3 processes): 20 000 rows in one transaction, "
+                         "commit → SSE frame", (">=", 25000),
+                         "serial ceiling 1/(1/relay alone + 1/projector alone)", None),
+    "whole_tx20k_relay_alone": ("Whole pipeline: relay alone, 20 000 rows (projector stopped)",
+                                None, "raw async-nats publish, same count and size", None),
+    "whole_tx20k_projector_alone": ("Whole pipeline: projector alone, 20 000 events waiting",
+                                    None, "bare fetch → ack loop, no database", None),
+    "whole_tx100k_rate": ("Whole pipeline (3 processes): 100 000 rows in one transaction, "
+                          "commit → SSE frame", (">=", 25000),
+                          "serial ceiling 1/(1/relay alone + 1/projector alone)", None),
+    "whole_tx100k_relay_alone": ("Whole pipeline: relay alone, 100 000 rows (projector stopped)",
+                                 None, "raw async-nats publish, same count and size", None),
+    "whole_tx100k_projector_alone": ("Whole pipeline: projector alone, 100 000 events waiting",
+                                     None, "bare fetch → ack loop, no database", None),
+    "whole_small_rate": ("Whole pipeline: one-lead transactions from 4 writers, committed → "
+                         "projected", None, "the writers' commit rate", (">=", 0.8)),
+    "insights_list_p99_ms": ("Lists on 1 M leads at 500 req/s: list page p99", ("<=", 20),
+                             "figures p99 beside it", None),
+    "insights_history_p99_ms": ("Lists on 1 M leads at 500 req/s: history p99", ("<=", 10),
+                                "figures p99 beside it", None),
+    "insights_figures_p99_ms": ("Lists on 1 M leads at 500 req/s: figures p99", None, None, None),
+})
+
+# Which benchmark of scripts/bench.sh emits each figure: a benchmark that ran and left one out
+# fails the suite (no figure is dropped silently).
+BENCH_OF = {
+    "relay": "relay", "projector": "projector", "snapshot_s": "snapshot",
+    "producer_run_s": "producer",
+    **{f: "pipeline" for f in ("pipeline_rate", "pipeline_max_backlog")},
+    **{f: "latency" for f in FIGURES if f.startswith("latency_")},
+    **{f: "fanout" for f in ("fanout_all_ms", "fanout_kib_per_client")},
+    **{f: "json" for f in FIGURES if f.startswith("json_")},
+    "widget_ms": "widget",
+    **{f: "metrics" for f in FIGURES if f.startswith("metrics_cpu_")},
+    **{f: "whole" for f in FIGURES if f.startswith("whole_")},
+    **{f: "insights" for f in FIGURES if f.startswith("insights_")},
+}
+assert set(BENCH_OF) == set(FIGURES), set(FIGURES) ^ set(BENCH_OF)
 
 OPS = {">=": lambda a, b: a >= b, "<=": lambda a, b: a <= b, "<": lambda a, b: a < b}
 
@@ -117,11 +163,16 @@ def load(work):
     return samples, series, meta
 
 
-def summarise(samples):
+def summarise(samples, meta):
+    """One row per figure with samples, and a `missing` row per figure of a benchmark that ran
+    (its `_meta` line is there) but did not emit it."""
     rows = []
     for figure, (label, target, base_label, ratio_target) in FIGURES.items():
         recs = samples.get(figure)
         if not recs:
+            if BENCH_OF[figure] in meta:
+                rows.append({"figure": figure, "label": label, "missing": True, "met": False,
+                             "target": target, "ratio_target": ratio_target})
             continue
         values = [r["value"] for r in recs]
         bases = [r["baseline"] for r in recs if r.get("baseline") is not None]
@@ -273,7 +324,7 @@ def charts(series, out, date):
     return [(title, name) for title, name, _ in made]
 
 
-def markdown(date, mach, rows, meta, chart_files):
+def markdown(date, mach, rows, meta, chart_files, series):
     lines = [f"# Benchmark suite results, {date}", "",
              "`./scripts/bench.sh` (see README, Performance). Every figure is the median of the "
              "runs; the baseline is measured in the same run on the same machine; the ratio is the "
@@ -284,24 +335,18 @@ def markdown(date, mach, rows, meta, chart_files):
              f"- {mach['rustc']}; PostgreSQL {mach['postgres']}; {mach['nats_server']}; "
              f"{mach['oha'] or 'oha missing'}; {mach['chromium'] or 'Chromium missing'}",
              f"- Load average when the report was written: {' '.join(mach['load_average_at_report'])}",
-             "", "| figure | target | measured (median) | spread (min – max) | runs | baseline (median) "
-             "| ratio | met? |", "|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        sym = {">=": "≥", "<=": "≤", "<": "<"}
-        target = f"{sym[r['target'][0]]} {r['target'][1]:,}".replace(",", " ") if r["target"] else "–"
-        if r["ratio_target"]:
-            target += f"; ratio {sym[r['ratio_target'][0]]} {r['ratio_target'][1]}"
-        base = f"{fmt(r['baseline_median'])}: {r['baseline_label']}" if r["baseline_label"] else "–"
-        ratio = fmt(r["ratio_median"]) if r["ratio_median"] is not None else "–"
-        met = {True: "**yes**", False: "**no**", None: "–"}[r["met"]]
-        lines.append(f"| {r['label']} | {target} | **{fmt(r['median'])}** {r['unit']} | "
-                     f"{fmt(r['min'])} – {fmt(r['max'])} | {len(r['runs'])} | {base} | {ratio} | {met} |")
-    lines += ["", "## Runs", "", "| benchmark | started (UTC) | seconds | load average start → end |",
-              "|---|---|---|---|"]
+             ""]
+    lines += figure_table(rows)
+    lines += stage_tables(series)
+    lines += ["", "## Runs", "", "| benchmark | started (UTC) | seconds | exit | load average start → end |",
+              "|---|---|---|---|---|"]
     for name, m in meta.items():
-        lines.append(f"| {name} | {m['started']} | {m['seconds']} | {m['load_start']} → {m['load_end']} |")
+        lines.append(f"| {name} | {m['started']} | {m['seconds']} | {m.get('exit', '–')} | "
+                     f"{m['load_start']} → {m['load_end']} |")
     lines += ["", "Per-run values:", ""]
     for r in rows:
+        if r.get("missing"):
+            continue
         vals = ", ".join(fmt(v) for v in r["runs"])
         bases = ", ".join(fmt(v) for v in r["baselines"])
         lines.append(f"- `{r['figure']}`: {vals} {r['unit']}" + (f" (baselines {bases})" if bases else ""))
@@ -312,21 +357,139 @@ def markdown(date, mach, rows, meta, chart_files):
     return "\n".join(lines) + "\n"
 
 
+def target_text(r):
+    sym = {">=": "≥", "<=": "≤", "<": "<"}
+    target = f"{sym[r['target'][0]]} {r['target'][1]:,}".replace(",", " ") if r["target"] else "–"
+    if r["ratio_target"]:
+        target += f"; ratio {sym[r['ratio_target'][0]]} {r['ratio_target'][1]}"
+    return target
+
+
+def verdict(rows):
+    """'N of M targets met' and the missed or missing figures."""
+    judged = [r for r in rows if r["met"] is not None]
+    failed = [r for r in judged if not r["met"]]
+    return len(judged) - len(failed), len(judged), failed
+
+
+def figure_table(rows):
+    lines = ["| figure | target | measured (median) | spread (min – max) | runs | baseline (median) "
+             "| ratio | met? |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        target = target_text(r)
+        if r.get("missing"):
+            lines.append(f"| {r['label']} | {target} | **missing**: the benchmark ran and did not "
+                         f"emit it | – | 0 | – | – | **no** |")
+            continue
+        base = f"{fmt(r['baseline_median'])}: {r['baseline_label']}" if r["baseline_label"] else "–"
+        ratio = fmt(r["ratio_median"]) if r["ratio_median"] is not None else "–"
+        met = {True: "**yes**", False: "**no**", None: "–"}[r["met"]]
+        lines.append(f"| {r['label']} | {target} | **{fmt(r['median'])}** {r['unit']} | "
+                     f"{fmt(r['min'])} – {fmt(r['max'])} | {len(r['runs'])} | {base} | {ratio} | {met} |")
+    met, judged, failed = verdict(rows)
+    lines += ["", f"{met} of {judged} targets met."]
+    if failed:
+        lines += ["Missed or missing: " + "; ".join(f"{r['label']}" for r in failed) + "."]
+    return lines
+
+
+def stage_tables(series):
+    """The whole-pipeline benchmark's stage split: seconds per stage as a share of the phase's
+    wall time, median over the runs, one table per phase."""
+    recs = series.get("whole_stages", [])
+    if not recs:
+        return []
+    phases = {}
+    for r in recs:
+        phases.setdefault(r["phase"], []).append(r)
+    lines = ["", "## Where the time goes (whole pipeline)", "",
+             "Seconds each stage took during the phase (the processes' "
+             "`followup_relay_stage_seconds_total` and `followup_projector_stage_seconds_total`), "
+             "as a share of the phase's wall time, median of the runs. Stages of one process that "
+             "run beside each other (relay: `delete` beside the next `publish`; projector: `fetch`, "
+             "`parse`, `ack` beside the batch loop) can add up to more than 100 %.", ""]
+    for phase, runs_ in phases.items():
+        wall = median(r["wall_seconds"] for r in runs_)
+        stages = sorted({k for r in runs_ for k in r["seconds"]})
+        lines += [f"**{phase}** (wall {fmt(wall)} s):", "", "| stage | seconds | share of wall |",
+                  "|---|---|---|"]
+        for k in stages:
+            v = median(r["seconds"].get(k, 0.0) for r in runs_)
+            share = median(100 * r["seconds"].get(k, 0.0) / r["wall_seconds"] for r in runs_)
+            lines.append(f"| {k} | {fmt(v)} | {share:.0f} % |")
+        lines.append("")
+    return lines
+
+
+README_BEGIN = "<!-- bench-report:begin (generated by scripts/bench_report.py; do not edit) -->"
+README_END = "<!-- bench-report:end -->"
+
+
+def readme_block(report):
+    """The README's figures: the latest report's table and verdict, nothing typed."""
+    mach = report["machine"]
+    lines = [README_BEGIN, "",
+             f"From `bench/results/{report['date']}.md` (`./scripts/bench.sh`, commit "
+             f"{mach['git_commit']}{', with uncommitted changes' if mach['git_dirty'] else ''}; "
+             f"{mach['cores']} cores, {mach['cpu']}; load average per benchmark in the report):",
+             ""]
+    lines += figure_table(report["figures"])
+    lines += ["", README_END]
+    return "\n".join(lines)
+
+
+def write_readme(report, path="README.md"):
+    text = open(path).read()
+    if README_BEGIN not in text:
+        raise SystemExit(f"{path}: no line {README_BEGIN!r}")
+    head, rest = text.split(README_BEGIN, 1)
+    _, tail = rest.split(README_END, 1)
+    new = head + readme_block(report) + tail
+    if new != text:
+        with open(path, "w") as f:
+            f.write(new)
+
+
+def check_readme(json_path, path="README.md"):
+    report = json.load(open(json_path))
+    text = open(path).read()
+    block = readme_block(report)
+    if block not in text:
+        sys.stderr.write(f"{path}: the benchmark block differs from what {json_path} generates; "
+                         f"run `python3 scripts/bench_report.py --write-readme {json_path}`\n")
+        return 1
+    print(f"{path}: benchmark figures match {json_path}")
+    return 0
+
+
 def main():
+    if sys.argv[1] == "--check-readme":
+        sys.exit(check_readme(sys.argv[2] if len(sys.argv) > 2 else "bench/results/latest.json"))
+    if sys.argv[1] == "--write-readme":
+        write_readme(json.load(open(sys.argv[2])))
+        return
     work, out, date = sys.argv[1:4]
     os.makedirs(out, exist_ok=True)
     samples, series, meta = load(work)
-    rows = summarise(samples)
+    rows = summarise(samples, meta)
     mach = machine()
     chart_files = charts(series, out, date)
-    with open(os.path.join(out, f"{date}.json"), "w") as f:
-        json.dump({"date": date, "machine": mach, "runs": meta, "figures": rows,
-                   "series": series}, f, indent=1)
-    md = markdown(date, mach, rows, meta, chart_files)
+    report = {"date": date, "machine": mach, "runs": meta, "figures": rows, "series": series}
+    for name in (f"{date}.json", "latest.json"):
+        with open(os.path.join(out, name), "w") as f:
+            json.dump(report, f, indent=1)
+    md = markdown(date, mach, rows, meta, chart_files, series)
     for name in (f"{date}.md", "latest.md"):
         with open(os.path.join(out, name), "w") as f:
             f.write(md)
     print(md)
+    if out == "bench/results":
+        write_readme(report)
+    met, judged, failed = verdict(rows)
+    if failed:
+        sys.stderr.write(f"{len(failed)} of {judged} targets missed or figures missing: "
+                         + "; ".join(r["figure"] for r in failed) + "\n")
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,8 @@ promtool test rules deploy/prometheus/tests/*.test.yml
 log "event catalog: no breaking change against the released one (nats/released/)"
 python3 scripts/test_catalog_compat.py
 python3 scripts/catalog_compat.py
+log "README: benchmark figures generated from bench/results/latest.json"
+python3 scripts/bench_report.py --check-readme
 log "widget package: types against the gateway's OpenAPI document, typecheck, Vitest, build"
 (cd widget && npm ci --no-audit --no-fund --loglevel=error && npm run --silent check:types \
   && npm run --silent typecheck && npm test --silent && npm run --silent build)

@@ -7,8 +7,8 @@
 //! with them idle and RSS after the frame went to all of them). The test fails when any run's
 //! memory per client is above the issue 17 target of 16 KiB.
 
+use crate::service_bin::ServiceProcess;
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,65 +22,24 @@ use crate::bench_util::{
 };
 use crate::support::{SECRET, Stack, insert_lead, token};
 
-/// The gateway binary as a child process on a free port.
-struct Gateway {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Gateway {
-    async fn start(stack: &Stack) -> Gateway {
-        let addr: SocketAddr = format!("127.0.0.1:{}", followup_testkit::free_port())
-            .parse()
-            .unwrap();
-        // BENCH_GATEWAY_WRAPPER, e.g. `valgrind --tool=massif`: where the gateway's memory goes.
-        let binary = crate::gateway_bin::gateway_binary().await;
-        let wrapper = std::env::var("BENCH_GATEWAY_WRAPPER").unwrap_or_default();
-        let mut argv: Vec<&str> = wrapper.split_whitespace().collect();
-        argv.extend([binary.to_str().expect("UTF-8 path"), "serve"]);
-        let mut child = Command::new(argv[0])
-            .args(&argv[1..])
-            .env("DATABASE_URL", &stack.db.url)
-            .env("NATS_URL", stack.nats.url())
-            .env("HTTP_ADDR", addr.to_string())
-            .env("JWT_SECRET", SECRET)
+/// The gateway binary as a child process on a free port, with the benchmark's caps.
+/// `BENCH_GATEWAY_WRAPPER`, e.g. `valgrind --tool=massif`: where the gateway's memory goes.
+async fn start_gateway(stack: &Stack) -> ServiceProcess {
+    let wrapper = std::env::var("BENCH_GATEWAY_WRAPPER").unwrap_or_default();
+    let nats = stack.nats.url();
+    ServiceProcess::start_wrapped(
+        &wrapper,
+        "followup-gateway",
+        &[
+            ("DATABASE_URL", stack.db.url.as_str()),
+            ("NATS_URL", &nats),
+            ("JWT_SECRET", SECRET),
             // Every client is the one admin; the default per-user cap is 20.
-            .env("SSE_MAX_CONNECTIONS_PER_USER", "100000")
-            .env("SSE_MAX_CONNECTIONS", "1000000")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start the gateway binary");
-        let http = reqwest::Client::new();
-        for _ in 0..600 {
-            if let Ok(r) = http.get(format!("http://{addr}/readyz")).send().await
-                && r.status() == 200
-            {
-                return Gateway { child, addr };
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("gateway binary did not become ready");
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        // SIGTERM first: a wrapper such as valgrind writes its report on a clean exit.
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        for _ in 0..100 {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+            ("SSE_MAX_CONNECTIONS_PER_USER", "100000"),
+            ("SSE_MAX_CONNECTIONS", "1000000"),
+        ],
+    )
+    .await
 }
 
 /// What the clients look for: round number and the text of the new figure.
@@ -215,8 +174,8 @@ async fn bench_sse_fanout() {
     // Every run starts a fresh gateway process, so each run's memory figure is a measurement of
     // its own (a second batch of clients on the same process would reuse the first one's heap).
     for run in 0..runs() {
-        let gateway = Gateway::start(&stack).await;
-        let pid = gateway.child.id();
+        let gateway = start_gateway(&stack).await;
+        let pid = gateway.pid();
         let (needle_tx, needle_rx) = watch::channel((round, String::new()));
         let (arrival_tx, mut arrival_rx) = mpsc::unbounded_channel();
 

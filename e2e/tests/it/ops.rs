@@ -107,7 +107,7 @@ async fn page_openapi_health_and_metrics() {
 #[tokio::test]
 async fn the_binary_prints_dev_tokens_and_refuses_bad_jwt_settings() {
     let stack = Stack::start().await;
-    let binary = crate::gateway_bin::gateway_binary().await;
+    let binary = crate::service_bin::gateway_binary().await;
     let out = std::process::Command::new(binary)
         .env_clear()
         .env("JWT_SECRET", crate::support::SECRET)

@@ -342,10 +342,13 @@ impl SseClient {
         auth: Auth<'_>,
         last_event_id: Option<&str>,
     ) -> SseClient {
+        SseClient::connect_url(&stack.url(&format!("{path}{query}")), auth, last_event_id).await
+    }
+
+    /// [`SseClient::connect`] to a full URL (a gateway running as a process of its own).
+    pub async fn connect_url(url: &str, auth: Auth<'_>, last_event_id: Option<&str>) -> SseClient {
         let client = reqwest::Client::builder().build().unwrap();
-        let mut request = client
-            .get(stack.url(&format!("{path}{query}")))
-            .header("Accept", "text/event-stream");
+        let mut request = client.get(url).header("Accept", "text/event-stream");
         match auth {
             Auth::None => {}
             Auth::Bearer(token) => request = request.bearer_auth(token),

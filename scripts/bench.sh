@@ -14,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/services.sh
 
-ALL=(relay projector snapshot pipeline latency fanout json widget producer metrics)
+ALL=(relay projector snapshot pipeline latency fanout json widget producer metrics replicas)
 if [ $# -gt 0 ]; then selected=("$@"); else selected=("${ALL[@]}"); fi
 for b in "${selected[@]}"; do
   [[ " ${ALL[*]} " == *" $b "* ]] || die "unknown benchmark '$b' (known: ${ALL[*]})"
@@ -77,6 +77,7 @@ run_bench() {
     json) gateway_test bench::bench_metrics_endpoint ;;
     widget) gateway_test bench::bench_widget_first_figures ;;
     metrics) gateway_test bench_metrics::bench_metrics_cost ;;
+    replicas) gateway_test bench_replicas::bench_replicas ;;
   esac
 }
 

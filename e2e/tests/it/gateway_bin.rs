@@ -1,4 +1,5 @@
-//! The `followup-gateway` binary, for the tests that need the gateway as a process of its own.
+//! The service binaries, for the tests that need the gateway (or all three services) as
+//! processes of their own.
 //!
 //! Cargo hands a test `CARGO_BIN_EXE_<name>` only for the binaries of its own package, and these
 //! tests live outside the gateway's package so that the gateway need not depend on the producer
@@ -13,10 +14,29 @@ use tokio::sync::OnceCell;
 /// Path of the up-to-date gateway binary (built on first use).
 pub async fn gateway_binary() -> &'static Path {
     static BINARY: OnceCell<PathBuf> = OnceCell::const_new();
-    BINARY.get_or_init(build).await
+    BINARY
+        .get_or_init(|| async { build(&["followup-gateway"]).await.join("followup-gateway") })
+        .await
 }
 
-async fn build() -> PathBuf {
+/// The directory holding the up-to-date `followup-producer`, `followup-projector` and
+/// `followup-gateway` binaries (built on first use), for the tests that run all three as
+/// processes.
+pub async fn service_binaries() -> &'static Path {
+    static DIR: OnceCell<PathBuf> = OnceCell::const_new();
+    DIR.get_or_init(|| {
+        build(&[
+            "followup-producer",
+            "followup-projector",
+            "followup-gateway",
+        ])
+    })
+    .await
+}
+
+/// Builds the binaries of `packages` (one each, named like the package) and returns the
+/// profile directory they are in.
+async fn build(packages: &[&str]) -> PathBuf {
     // This binary is `<target dir>/<profile dir>/deps/it-<hash>`.
     let exe = std::env::current_exe().expect("test binary path");
     let profile_dir = exe
@@ -30,16 +50,22 @@ async fn build() -> PathBuf {
         None => panic!("profile directory of {}", exe.display()),
     };
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
-    let status = tokio::process::Command::new(cargo)
-        .args(["build", "--quiet", "-p", "followup-gateway"])
-        .args(["--bin", "followup-gateway", "--profile", profile])
+    let mut command = tokio::process::Command::new(cargo);
+    command.args(["build", "--quiet"]);
+    for package in packages {
+        command.args(["-p", package, "--bin", package]);
+    }
+    let status = command
+        .args(["--profile", profile])
         .env("CARGO_TARGET_DIR", target_dir)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .status()
         .await
-        .expect("run cargo build for the gateway binary");
-    assert!(status.success(), "building the gateway binary: {status}");
-    let binary = profile_dir.join("followup-gateway");
-    assert!(binary.exists(), "{} built", binary.display());
-    binary
+        .expect("run cargo build for the service binaries");
+    assert!(status.success(), "building {packages:?}: {status}");
+    for package in packages {
+        let binary = profile_dir.join(package);
+        assert!(binary.exists(), "{} built", binary.display());
+    }
+    profile_dir.to_path_buf()
 }

@@ -19,6 +19,7 @@ pub struct ProjectorMetrics {
     dead_letters: IntCounter,
     module_dead_letters: IntCounterVec,
     last_event_timestamp: Gauge,
+    active: IntGauge,
 }
 
 impl ProjectorMetrics {
@@ -77,6 +78,11 @@ impl ProjectorMetrics {
             "followup_projector_last_event_timestamp_seconds",
             "Event time of the latest applied event, Unix seconds",
         );
+        let active = int_gauge(
+            r,
+            "followup_projector_active",
+            "1 while this projector holds the consumer lock and consumes; 0 while it stands by",
+        );
         ProjectorMetrics {
             registry,
             pending,
@@ -88,6 +94,7 @@ impl ProjectorMetrics {
             dead_letters,
             module_dead_letters,
             last_event_timestamp,
+            active,
         }
     }
 
@@ -130,6 +137,11 @@ impl ProjectorMetrics {
     /// Makes `durable`'s dead-letter series exist (at 0 until its first dead letter).
     pub fn know_durable(&self, durable: &str) {
         self.module_dead_letters.with_label_values(&[durable]);
+    }
+
+    /// Whether this projector consumes (holds the consumer lock) or stands by.
+    pub fn set_active(&self, active: bool) {
+        self.active.set(i64::from(active));
     }
 
     /// Sets the consumer lag.

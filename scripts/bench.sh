@@ -8,7 +8,7 @@
 # misses it, or when a benchmark that ran did not emit one of its figures; the report is written
 # either way and names them.
 #
-#   ./scripts/bench.sh                 # all: relay projector snapshot pipeline latency fanout json widget producer metrics whole insights
+#   ./scripts/bench.sh                 # all: relay projector snapshot pipeline latency fanout json widget producer metrics whole replicas insights
 #   ./scripts/bench.sh latency fanout  # only these (the report keeps the other benches' last samples of the day)
 #
 # Env: BENCH_RUNS (3); BENCH_QUICK=1 for small sizes (trying the suite, not for figures);
@@ -19,7 +19,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/services.sh
 
-ALL=(relay projector snapshot pipeline latency fanout json widget producer metrics whole insights)
+ALL=(relay projector snapshot pipeline latency fanout json widget producer metrics whole replicas insights)
 if [ $# -gt 0 ]; then selected=("$@"); else selected=("${ALL[@]}"); fi
 for b in "${selected[@]}"; do
   [[ " ${ALL[*]} " == *" $b "* ]] || die "unknown benchmark '$b' (known: ${ALL[*]})"
@@ -84,6 +84,7 @@ run_bench() {
     metrics) gateway_test bench_metrics::bench_metrics_cost ;;
     whole) gateway_test bench_whole::bench_whole_pipeline ;;
     insights) gateway_test bench_insights::bench_insights_endpoints ;;
+    replicas) gateway_test bench_replicas::bench_replicas ;;
   esac
 }
 

@@ -5,12 +5,10 @@
 
 mod faults;
 mod load;
-mod nats;
 mod oracle;
 mod phase;
 mod postgres;
 mod rng;
-mod services;
 mod setup;
 
 use std::path::PathBuf;
@@ -18,6 +16,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
+use followup_faults::{nats, services};
 
 use crate::faults::Durations;
 

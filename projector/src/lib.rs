@@ -26,6 +26,7 @@ pub mod dead_letters;
 pub mod dlq;
 pub mod durables;
 mod fold;
+pub mod leader;
 pub mod metrics;
 mod model;
 mod module_commands;

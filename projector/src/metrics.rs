@@ -26,6 +26,7 @@ pub struct ProjectorMetrics {
     module_dead_letters: IntCounterVec,
     last_event_timestamp: Gauge,
     stage_seconds: CounterVec,
+    active: IntGauge,
 }
 
 /// The projector's stages (`followup_projector_stage_seconds_total{stage}`). Beside the batch
@@ -105,6 +106,11 @@ impl ProjectorMetrics {
         for stage in PROJECTOR_STAGES {
             stage_seconds.with_label_values(&[stage]);
         }
+        let active = int_gauge(
+            r,
+            "followup_projector_active",
+            "1 while this projector holds the consumer lock and consumes; 0 while it stands by",
+        );
         ProjectorMetrics {
             registry,
             pending,
@@ -117,6 +123,7 @@ impl ProjectorMetrics {
             module_dead_letters,
             last_event_timestamp,
             stage_seconds,
+            active,
         }
     }
 
@@ -177,6 +184,11 @@ impl ProjectorMetrics {
     /// Makes `durable`'s dead-letter series exist (at 0 until its first dead letter).
     pub fn know_durable(&self, durable: &str) {
         self.module_dead_letters.with_label_values(&[durable]);
+    }
+
+    /// Whether this projector consumes (holds the consumer lock) or stands by.
+    pub fn set_active(&self, active: bool) {
+        self.active.set(i64::from(active));
     }
 
     /// Sets the consumer lag.

@@ -1,5 +1,10 @@
 //! `serve`: the durable pull consumer `projector`, applying one batch per transaction, acking
 //! after commit, then announcing the change and updating the gauges.
+//!
+//! Replicas: several `serve` projectors may run against one database; the one holding the
+//! consumer lock ([`crate::leader`]) consumes, the others stand by (ready, refreshing their
+//! gauges) and take over within [`crate::leader::STANDBY_POLL`] when its connection closes.
+//! What the dead one had fetched and not acked comes back after the durable's `ack_wait`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use crate::apply::{BatchReport, apply_and_commit};
 use crate::config::Config;
 use crate::consume::{Prefetched, ack_all, nak_all, prefetch_batches};
+use crate::leader::{ConsumerLock, STANDBY_POLL, hold};
 use crate::metrics::ProjectorMetrics;
 use crate::notice::{notice_for_batch, publish_notice};
 use crate::parse::ParsedBatch;
@@ -113,7 +119,7 @@ async fn consume_until_stopped(
         ready,
         last_gauges: std::sync::Mutex::new(Instant::now()),
     };
-    let result = projector.consume_until_stopped(consumer, shutdown).await;
+    let result = projector.consume_while_leader(consumer, shutdown).await;
     projector.ready.store(false, Ordering::Relaxed);
     result
 }
@@ -132,6 +138,54 @@ struct Projector {
 }
 
 impl Projector {
+    /// Stands by until this projector holds the consumer lock, consumes while it does, and
+    /// stands by again if another projector took the lock meanwhile; until `shutdown`.
+    async fn consume_while_leader(
+        &self,
+        consumer: PullConsumer,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        let mut lock = ConsumerLock::new(self.pool.clone());
+        loop {
+            let mut announced = false;
+            loop {
+                let taken = tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    taken = lock.try_take() => taken,
+                };
+                match taken {
+                    Ok(true) => break,
+                    Ok(false) if !announced => {
+                        tracing::info!("another projector consumes; standing by");
+                        announced = true;
+                    }
+                    Ok(false) => {}
+                    Err(err) => tracing::debug!(error = %err, "consumer lock not available"),
+                }
+                // A standby's gauges show the same figures as the consumer's.
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = async {
+                        self.refresh_gauges().await;
+                        tokio::time::sleep(STANDBY_POLL).await;
+                    } => {}
+                }
+            }
+            tracing::info!("holding the consumer lock; consuming");
+            self.metrics.set_active(true);
+            let stop = shutdown.child_token();
+            let holder = tokio::spawn(hold(lock, stop.clone()));
+            let result = self.consume_until_stopped(consumer.clone(), &stop).await;
+            stop.cancel();
+            lock = holder.await.context("the consumer lock's holder task")?;
+            self.metrics.set_active(false);
+            lock.release().await;
+            if result.is_err() || shutdown.is_cancelled() {
+                return result;
+            }
+        }
+    }
+
     async fn consume_until_stopped(
         &self,
         consumer: PullConsumer,

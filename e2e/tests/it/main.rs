@@ -8,6 +8,7 @@ mod bench_fanout;
 mod bench_insights;
 mod bench_metrics;
 mod bench_pipeline;
+mod bench_replicas;
 mod bench_util;
 mod bench_whole;
 mod browser;

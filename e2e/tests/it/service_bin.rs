@@ -22,17 +22,21 @@ pub async fn gateway_binary() -> &'static Path {
 /// Path of the up-to-date binary `name` (`followup-producer`, `-projector`, `-gateway`); the
 /// first call builds all three in one cargo invocation. `BENCH_SERVICE_BIN_DIR` names a
 /// directory of binaries built elsewhere instead (a benchmark comparing two commits).
-pub async fn service_binary(name: &str) -> &'static Path {
+/// The directory of the three up-to-date binaries (built on first use; see [`service_binary`]).
+pub async fn service_binaries() -> &'static Path {
     static BINARIES: OnceCell<PathBuf> = OnceCell::const_new();
-    let dir = BINARIES
+    BINARIES
         .get_or_init(|| async {
             match std::env::var_os("BENCH_SERVICE_BIN_DIR") {
                 Some(dir) => PathBuf::from(dir),
                 None => build().await,
             }
         })
-        .await;
-    let binary: &'static Path = Box::leak(dir.join(name).into_boxed_path());
+        .await
+}
+
+pub async fn service_binary(name: &str) -> &'static Path {
+    let binary: &'static Path = Box::leak(service_binaries().await.join(name).into_boxed_path());
     assert!(binary.exists(), "{} built", binary.display());
     binary
 }

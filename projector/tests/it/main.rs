@@ -13,6 +13,7 @@ mod module_apply;
 mod module_dlq;
 mod ordering;
 mod rebuild;
+mod replicas;
 mod retention;
 mod shutdown;
 mod snapshot;

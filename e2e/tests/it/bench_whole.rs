@@ -14,7 +14,7 @@
 //!    with a window of 2 048 acks to a scratch stream (what NATS itself costs).
 //! 5. **bare consume**: a pull consumer fetching and acking phase 3's events, no database.
 //!
-//! Then small CRM-style transactions: `BENCH_WRITERS` (4) connections each committing one-lead
+//! Then small CRM-style transactions: `BENCH_WRITERS` (8) connections each committing one-lead
 //! `UPDATE`s as fast as they can for `BENCH_SECONDS` (10); committed → projected, against the
 //! writers' commit rate.
 //!
@@ -454,8 +454,14 @@ async fn large_transaction(
 
 /// Small transactions from several writers, as fast as they commit, for `seconds`.
 async fn small_transactions(whole: &Whole, ids: &[i64], run: usize) {
-    let writers = env_usize("BENCH_WRITERS", 4);
+    let writers = env_usize("BENCH_WRITERS", 8);
     let seconds = env_usize("BENCH_SECONDS", 10) as u64;
+    // A connection per writer, as the CRM's application servers each hold their own.
+    let writer_pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(writers as u32)
+        .connect(&whole.db.url)
+        .await
+        .unwrap();
     let pool = whole.pool();
     let first = whole.stream_last_sequence().await + 1;
     let committed = Arc::new(AtomicU64::new(0));
@@ -465,7 +471,7 @@ async fn small_transactions(whole: &Whole, ids: &[i64], run: usize) {
         .chunks(ids.len() / writers)
         .take(writers)
         .map(|mine| {
-            let (pool, mine, committed) = (pool.clone(), mine.to_vec(), committed.clone());
+            let (pool, mine, committed) = (writer_pool.clone(), mine.to_vec(), committed.clone());
             tokio::spawn(async move {
                 let mut next = 0;
                 while Instant::now() < end {

@@ -60,10 +60,16 @@ work=target/bench-suite/$date
 mkdir -p "$out" "$work"
 
 log "building the benchmarks (release)"
+# The benchmarks that run the services as processes (fanout, whole, replicas) use these copies:
+# left to themselves they would build the binaries with cargo, whose feature set differs from the
+# test binary's, so every switch between the two rebuilt shared crates for minutes.
+cargo build --release --quiet -p followup-gateway --bin followup-gateway \
+  -p followup-producer --bin followup-producer -p followup-projector --bin followup-projector
+mkdir -p "$work/bin"
+cp target/release/followup-gateway target/release/followup-producer target/release/followup-projector "$work/bin/"
+export BENCH_SERVICE_BIN_DIR=$PWD/$work/bin
 cargo bench -p followup-producer -p followup-projector --no-run --quiet
 cargo test -p followup-e2e --release --test it --no-run --quiet
-# The fan-out starts the gateway binary; the tests would build it on first use, before timing.
-cargo build -p followup-gateway --release --bin followup-gateway --quiet
 
 gateway_test() {
   cargo test -p followup-e2e --release --quiet --test it -- --ignored --nocapture \

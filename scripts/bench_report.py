@@ -408,8 +408,8 @@ def figure_table(rows):
         lines.append(f"| {r['label']} | {target} | **{fmt(r['median'])}** {r['unit']} | "
                      f"{fmt(r['min'])} – {fmt(r['max'])} | {len(r['runs'])} | {base} | {ratio} | {met} |")
     met, judged, failed = verdict(rows)
-    lines += ["", f"{met} of {judged} checks passed (a figure with a target met it; a figure "
-              f"without one was emitted)."]
+    lines += ["", f"{met} of {judged} checks passed (each figure with a target, and each figure "
+              f"a benchmark that ran should have emitted)."]
     if failed:
         lines += ["Missed or missing: " + "; ".join(f"{r['label']}" for r in failed) + "."]
     return lines

@@ -154,10 +154,12 @@ async fn bench_push_latency() {
     summary("commit → SSE frame, 501 clients on the scope", samples);
 }
 
+/// `users * per_user` ACTIVE leads with e-mail consent (so each is pending T+3).
 async fn seed_leads(stack: &Stack, users: usize, per_user: usize) {
     sqlx::query(
         "INSERT INTO leads (company_name, email, status, owner_user_id, registered_at, metadata, created_by)
-         SELECT 'Lead ' || g, 'x@example.com', 'ACTIVE', 'u' || (g % $1), (now() AT TIME ZONE 'UTC') - interval '1 day', '{}', 'bench'
+         SELECT 'Lead ' || g, 'x@example.com', 'ACTIVE', 'u' || (g % $1), (now() AT TIME ZONE 'UTC') - interval '1 day',
+                '{\"emailConsent\": true}', 'bench'
          FROM generate_series(1, $2) AS g",
     )
     .bind(users as i64)

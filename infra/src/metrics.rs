@@ -6,6 +6,8 @@
 //! panic is a bug found by the first test that builds the metric set, never a run-time
 //! condition.
 
+use std::time::Duration;
+
 use prometheus::core::Collector;
 use prometheus::{
     CounterVec, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
@@ -42,20 +44,33 @@ pub fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str])
     )
 }
 
-/// Floating-point counters by `labels`: accumulated seconds (`…_seconds_total`), where a rate
-/// of the counter is the share of wall time spent.
-#[track_caller]
-pub fn seconds_counter_vec(
-    registry: &Registry,
-    name: &str,
-    help: &str,
-    labels: &[&str],
-) -> CounterVec {
-    registered(
-        registry,
-        name,
-        CounterVec::new(Opts::new(name, help), labels),
-    )
+/// Seconds spent per stage of a service's work (`<name>{stage}`, a `…_seconds_total` counter):
+/// a `rate()` of it is the share of wall time each stage takes. Every stage's series exists from
+/// the start, at 0.
+#[derive(Clone)]
+pub struct StageSeconds(CounterVec);
+
+impl StageSeconds {
+    /// Registers `name` with a series for each of `stages`.
+    #[track_caller]
+    pub fn register(registry: &Registry, name: &str, help: &str, stages: &[&str]) -> StageSeconds {
+        let counters = registered(
+            registry,
+            name,
+            CounterVec::new(Opts::new(name, help), &["stage"]),
+        );
+        for stage in stages {
+            counters.with_label_values(&[stage]);
+        }
+        StageSeconds(counters)
+    }
+
+    /// Adds `spent` to `stage`.
+    pub fn add(&self, stage: &str, spent: Duration) {
+        self.0
+            .with_label_values(&[stage])
+            .inc_by(spent.as_secs_f64());
+    }
 }
 
 /// An integer gauge.

@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use followup_infra::metrics::{
-    counter, counter_vec, exponential_buckets, histogram, int_gauge, seconds_counter_vec,
+    StageSeconds, counter, counter_vec, exponential_buckets, histogram, int_gauge,
 };
-use prometheus::{CounterVec, Histogram, IntCounter, IntCounterVec, IntGauge, Registry};
+use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge, Registry};
 
 /// All producer metrics, registered in their own registry.
 #[derive(Clone)]
@@ -39,7 +39,7 @@ pub struct ProducerMetrics {
     pub relay_batch_duration: Histogram,
     /// `followup_relay_stage_seconds_total{stage}`: where the relay's time goes (see
     /// [`RELAY_STAGES`]); the marker's `delete` runs beside the next batch's publish.
-    pub relay_stage_seconds: CounterVec,
+    pub relay_stage_seconds: StageSeconds,
 }
 
 /// The relay's stages, in a batch's order: `read` (the outbox batch query), `encode` (rows to
@@ -125,15 +125,12 @@ impl ProducerMetrics {
             "Relay batch: publish, await PubAcks, mark",
             exponential_buckets(0.001, 2.0, 14),
         );
-        let relay_stage_seconds = seconds_counter_vec(
+        let relay_stage_seconds = StageSeconds::register(
             r,
             "followup_relay_stage_seconds_total",
             "Seconds the relay spent per stage of its batches",
-            &["stage"],
+            &RELAY_STAGES,
         );
-        for stage in RELAY_STAGES {
-            relay_stage_seconds.with_label_values(&[stage]);
-        }
         for kind in ["t3", "t7"] {
             processed.with_label_values(&["email", kind]);
             skipped.with_label_values(&[kind]);
@@ -167,9 +164,7 @@ impl ProducerMetrics {
 impl ProducerMetrics {
     /// Adds `spent` to the relay's `stage` (one of [`RELAY_STAGES`]).
     pub fn add_relay_stage(&self, stage: &str, spent: Duration) {
-        self.relay_stage_seconds
-            .with_label_values(&[stage])
-            .inc_by(spent.as_secs_f64());
+        self.relay_stage_seconds.add(stage, spent);
     }
 
     /// Adds a batch's publish-side times ([`crate::relay::Acknowledged`]).

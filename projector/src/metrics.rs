@@ -3,12 +3,10 @@
 use std::time::Duration;
 
 use followup_infra::metrics::{
-    counter, counter_vec, gauge, histogram, int_gauge, int_gauge_vec, seconds_counter_vec,
+    StageSeconds, counter, counter_vec, gauge, histogram, int_gauge, int_gauge_vec,
 };
 use followup_readmodel::Figures;
-use prometheus::{
-    CounterVec, Gauge, Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry,
-};
+use prometheus::{Gauge, Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry};
 
 use crate::apply::BatchReport;
 
@@ -25,7 +23,7 @@ pub struct ProjectorMetrics {
     dead_letters: IntCounter,
     module_dead_letters: IntCounterVec,
     last_event_timestamp: Gauge,
-    stage_seconds: CounterVec,
+    stage_seconds: StageSeconds,
     active: IntGauge,
 }
 
@@ -97,15 +95,12 @@ impl ProjectorMetrics {
             "followup_projector_last_event_timestamp_seconds",
             "Event time of the latest applied event, Unix seconds",
         );
-        let stage_seconds = seconds_counter_vec(
+        let stage_seconds = StageSeconds::register(
             r,
             "followup_projector_stage_seconds_total",
             "Seconds the projector spent per stage of its batches",
-            &["stage"],
+            &PROJECTOR_STAGES,
         );
-        for stage in PROJECTOR_STAGES {
-            stage_seconds.with_label_values(&[stage]);
-        }
         let active = int_gauge(
             r,
             "followup_projector_active",
@@ -129,9 +124,7 @@ impl ProjectorMetrics {
 
     /// Adds `spent` to `stage` (one of [`PROJECTOR_STAGES`]).
     pub fn add_stage(&self, stage: &str, spent: Duration) {
-        self.stage_seconds
-            .with_label_values(&[stage])
-            .inc_by(spent.as_secs_f64());
+        self.stage_seconds.add(stage, spent);
     }
 
     /// Counts a committed batch and how long it took.

@@ -78,7 +78,9 @@ pub struct EventParts {
 }
 
 impl EventParts {
-    /// Parts with a fresh id and a typed payload, whose type sets the event type.
+    /// Parts with a fresh id and a typed payload, whose type sets the event type. The id is
+    /// time-ordered (UUID v7), like the ids the outbox gives its rows (migration
+    /// `20261206000001`): the projector's inbox is keyed by it.
     pub fn new<T: Payload>(
         subject: Option<String>,
         idempotency_key: String,
@@ -86,7 +88,7 @@ impl EventParts {
         data: &T,
     ) -> Self {
         EventParts {
-            id: Uuid::new_v4(),
+            id: Uuid::now_v7(),
             event_type: T::TYPE,
             subject,
             idempotency_key,

@@ -85,3 +85,40 @@ async fn relevant_updates_write_one_change_event_and_unrelated_ones_none() {
     assert!(deleted.deleted);
     assert!(deleted.sequence > collab.sequence && collab.sequence > change.sequence);
 }
+
+/// Outbox rows get time-ordered event ids (UUID v7, migration 20261206000001): the projector's
+/// inbox is keyed by them, and a later event's id sorts after an earlier one's.
+#[tokio::test]
+async fn outbox_event_ids_are_time_ordered_uuids() {
+    let db = TestDb::new().await;
+    let before = Utc::now();
+    for _ in 0..3 {
+        insert_lead(
+            &db.pool,
+            &LeadSpec::registered(Utc::now() - Duration::days(1)),
+        )
+        .await;
+        // The time part has millisecond resolution; ids within one millisecond sort randomly.
+        tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+    }
+    let ids: Vec<uuid::Uuid> =
+        sqlx::query_scalar("SELECT event_id FROM followup_outbox ORDER BY id")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(ids.len(), 3);
+    for id in &ids {
+        assert_eq!(id.get_version_num(), 7, "{id} is a version 7 UUID");
+        assert_eq!(id.get_variant(), uuid::Variant::RFC4122, "{id}");
+        let (secs, nanos) = id.get_timestamp().expect("v7 carries a time").to_unix();
+        let at = chrono::DateTime::from_timestamp(secs as i64, nanos).unwrap();
+        assert!(
+            (at - before).num_seconds().abs() < 60,
+            "{id} carries the insert time, not {at}"
+        );
+    }
+    assert!(
+        ids.is_sorted(),
+        "later outbox rows have larger ids: {ids:?}"
+    );
+}

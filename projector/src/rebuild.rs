@@ -35,6 +35,8 @@ const PROJECTION_DDL: &str = concat!(
     include_str!("../../migrations/20261204000002_projection_insights.sql"),
     "\n",
     include_str!("../../migrations/20261205000001_projection_user_lists.sql"),
+    "\n",
+    include_str!("../../migrations/20261206000002_projection_co_members_on_demand.sql"),
 );
 /// Session advisory lock that keeps a second rebuild out.
 const REBUILD_LOCK_KEY: i64 = 0x4650_5052_4f4a_0002;

@@ -88,9 +88,14 @@ static WRITE_BATCH: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// The lead columns the collaborations copy (migration 20261205000001), returned by the lead
-/// inserts with the trimmed collaborators Postgres generated.
+/// inserts with the lead's collaborators trimmed, without blanks or repeats (`co_members`).
+/// Computed here and only for a lead that has collaborators: as a generated column it cost
+/// every lead write an aggregate (migration 20261206000002). Qualified: `rebuild` runs this
+/// statement with its shadow schema as the search path, and the function lives in `public`.
 const LEAD_ROW: &str = "lead_id, owner_user_id, status, registered_at, clock_stopped_at, t3_sent, \
-     t7_sent, contactable, deleted, changed_at, failed, followed, co_members";
+     t7_sent, contactable, deleted, changed_at, failed, followed, \
+     CASE WHEN cardinality(collaborator_user_ids) = 0 THEN '{}'::text[] \
+          ELSE public.followup_lead_members(NULL, collaborator_user_ids) END AS co_members";
 
 /// `projection_collaborations` follows the leads just written: rows of collaborators a lead no
 /// longer has (or who now own it) go, the others are upserted with the lead's new columns, and

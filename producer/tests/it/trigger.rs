@@ -120,5 +120,23 @@ async fn outbox_event_ids_are_time_ordered_uuids() {
     assert!(
         ids.is_sorted(),
         "later outbox rows have larger ids: {ids:?}"
+
+/// The trigger function keeps what 20261202000001 gave it after later migrations replaced its
+/// text (a `CREATE OR REPLACE` drops SET clauses it does not repeat): it runs as its owner, reads
+/// naive timestamps as UTC, and resolves names in our schema only.
+#[tokio::test]
+async fn the_change_trigger_keeps_its_owner_rights_time_zone_and_search_path() {
+    let db = TestDb::new().await;
+    let (definer, config): (bool, Vec<String>) = sqlx::query_as(
+        "SELECT prosecdef, proconfig FROM pg_proc WHERE proname = 'followup_lead_changed'",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert!(definer, "SECURITY DEFINER");
+    assert!(config.contains(&"TimeZone=UTC".to_owned()), "{config:?}");
+    assert!(
+        config.contains(&"search_path=public, pg_temp".to_owned()),
+        "{config:?}"
     );
 }

@@ -120,6 +120,8 @@ async fn outbox_event_ids_are_time_ordered_uuids() {
     assert!(
         ids.is_sorted(),
         "later outbox rows have larger ids: {ids:?}"
+    );
+}
 
 /// The trigger function keeps what 20261202000001 gave it after later migrations replaced its
 /// text (a `CREATE OR REPLACE` drops SET clauses it does not repeat): it runs as its owner, reads

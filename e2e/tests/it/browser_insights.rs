@@ -50,8 +50,9 @@ async fn cockpit_lists_and_chart_in_chromium() {
     // Seven fresh leads pending T+3 (three pages of three), three due for T+3, two for T+3 and
     // then T+7: today 5 T+3 and 2 T+7 sent; one followed-up lead converts.
     let mut fresh = Vec::new();
+    let registered = ago(0);
     for i in 1..=7 {
-        let mut lead = CrmLead::active(if i % 2 == 0 { "u2" } else { "u1" }, ago(0));
+        let mut lead = CrmLead::active(if i % 2 == 0 { "u2" } else { "u1" }, registered);
         lead.company_name = format!("Bäckerei Nummer {i}");
         fresh.push(lead.insert(pool).await);
     }
@@ -189,7 +190,8 @@ async fn cockpit_lists_and_chart_in_chromium() {
     let rows = list["rows"].as_array().unwrap();
     let shown: Vec<i64> = rows.iter().map(|r| r["leadId"].as_i64().unwrap()).collect();
     assert_eq!(shown, listed, "every lead once, in the gateway's order");
-    let due_date = (Utc::now()
+    // From the registration, not from now: near local midnight the two are different days.
+    let due_date = (registered
         .with_timezone(&chrono_tz::Europe::Berlin)
         .date_naive()
         + chrono::Duration::days(3))

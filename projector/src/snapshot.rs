@@ -13,7 +13,7 @@
 //! transaction and written in the same one: a kill during it leaves nothing, and the next start
 //! takes it again.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
@@ -24,6 +24,7 @@ use sqlx::{Connection, PgConnection, Row};
 use crate::apply::{APPLY_LOCK_KEY, ApplyError};
 use crate::fold::BatchPlan;
 use crate::model::{Delivery, LeadRecord, LeadState};
+use crate::store::StoredLeads;
 use crate::write::{Progress, write_plan};
 
 /// Leads read and written per round trip.
@@ -215,7 +216,7 @@ pub async fn write_snapshot(
             last_sequence: 0,
             last_event_at: None,
         };
-        write_plan(conn, &plan, &HashSet::new(), &progress).await?;
+        write_plan(conn, &plan, &StoredLeads::default(), &progress).await?;
         after = last_id;
     }
     // With an empty CRM no batch wrote the state row; the snapshot is recorded all the same.

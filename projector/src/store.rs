@@ -46,13 +46,23 @@ pub(crate) async fn insert_inbox_ids(
     .await
 }
 
+/// Which of a batch's leads already have a row in `projection_leads`.
+#[derive(Debug, Default)]
+pub(crate) struct StoredLeads {
+    /// The leads with a row.
+    pub ids: HashSet<i64>,
+    /// Whether any of those rows lists collaborators, i.e. may have rows in
+    /// `projection_collaborations` that the write must keep or delete.
+    pub with_collaborators: bool,
+}
+
 /// Loads the stored records (state and deliveries) of these leads, and which of them have a row.
 /// One round trip: the lead rows and the delivery rows come as one result (a delivery row has a
 /// `kind`, a lead row has none).
 pub(crate) async fn load_lead_records(
     conn: &mut PgConnection,
     lead_ids: &[i64],
-) -> sqlx::Result<(HashMap<i64, LeadRecord>, HashSet<i64>)> {
+) -> sqlx::Result<(HashMap<i64, LeadRecord>, StoredLeads)> {
     let rows = sqlx::query(
         "SELECT lead_id, sequence, owner_user_id, collaborator_user_ids, status, registered_at, \
            clock_stopped_at, t3_sent, t7_sent, contactable, deleted, changed_at, \
@@ -69,7 +79,10 @@ pub(crate) async fn load_lead_records(
     .fetch_all(&mut *conn)
     .await?;
     let mut records = HashMap::with_capacity(rows.len());
-    let mut stored = HashSet::with_capacity(rows.len());
+    let mut stored = StoredLeads {
+        ids: HashSet::with_capacity(rows.len()),
+        with_collaborators: false,
+    };
     for row in rows {
         let lead_id: i64 = row.try_get("lead_id")?;
         let kind: Option<String> = row.try_get("kind")?;
@@ -87,7 +100,8 @@ pub(crate) async fn load_lead_records(
                 deleted: row.try_get("deleted")?,
                 changed_at: row.try_get("changed_at")?,
             };
-            stored.insert(lead_id);
+            stored.ids.insert(lead_id);
+            stored.with_collaborators |= !state.collaborator_user_ids.is_empty();
             records
                 .entry(lead_id)
                 .or_insert_with(LeadRecord::unknown)

@@ -10,7 +10,7 @@
 //! columns' array types; [`WRITE_BATCH`] numbers the placeholders from those lists in the order
 //! [`write_plan`] binds the inputs, and names each input in the SQL.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -21,6 +21,7 @@ use sqlx::query::QueryScalar;
 
 use crate::fold::BatchPlan;
 use crate::model::{DayDelta, Delivery, LeadRecord, LeadState, TotalsDelta};
+use crate::store::StoredLeads;
 
 /// How far a batch got: the highest stream sequence and event time it applied.
 pub(crate) struct Progress<'a> {
@@ -32,7 +33,30 @@ pub(crate) struct Progress<'a> {
 /// The batch statement. New leads get a plain insert: the caller loaded the stored rows in this
 /// transaction under the projection lock, so no row appears in between, and the plain insert
 /// spares them the conflict check; stored leads are upserted.
-static WRITE_BATCH: LazyLock<String> = LazyLock::new(|| {
+static WRITE_BATCH: LazyLock<String> = LazyLock::new(|| write_batch(Collaborations::Keep));
+
+/// [`WRITE_BATCH`] without the upkeep of `projection_collaborations`, for a batch in which no
+/// lead has collaborators, before or after: there is nothing to copy or delete, and the upkeep
+/// (the leads' rows returned, collected and searched for members) cost about a fifth of the
+/// statement for 5 000 new leads (SQL alone: 63 against 51 ms).
+static WRITE_BATCH_WITHOUT_COLLABORATIONS: LazyLock<String> =
+    LazyLock::new(|| write_batch(Collaborations::None));
+
+/// Whether a batch statement keeps `projection_collaborations`.
+#[derive(Clone, Copy, PartialEq)]
+enum Collaborations {
+    /// Copy the written leads' columns to their collaborators' rows; delete rows of
+    /// collaborators a lead no longer has.
+    Keep,
+    /// No lead of the batch has or had collaborators.
+    None,
+}
+
+fn write_batch(collaborations: Collaborations) -> String {
+    let (returning, upkeep) = match collaborations {
+        Collaborations::Keep => (format!(" RETURNING {LEAD_ROW}"), COLLABORATIONS),
+        Collaborations::None => (String::new(), ""),
+    };
     let mut params = Params::default();
     let new_leads = insert_leads(&params.arrays(&LEAD_TYPES));
     let stored_leads = insert_leads(&params.arrays(&LEAD_TYPES));
@@ -43,7 +67,7 @@ static WRITE_BATCH: LazyLock<String> = LazyLock::new(|| {
     let (time_zone, last_sequence, last_event_at) =
         (params.scalar(), params.scalar(), params.scalar());
     format!(
-        "WITH new_leads AS ({new_leads} RETURNING {LEAD_ROW}), \
+        "WITH new_leads AS ({new_leads}{returning}), \
          stored_leads AS ({stored_leads} \
            ON CONFLICT (lead_id) DO UPDATE SET sequence = EXCLUDED.sequence, \
            owner_user_id = EXCLUDED.owner_user_id, \
@@ -52,9 +76,8 @@ static WRITE_BATCH: LazyLock<String> = LazyLock::new(|| {
            t3_sent = EXCLUDED.t3_sent, t7_sent = EXCLUDED.t7_sent, \
            contactable = EXCLUDED.contactable, deleted = EXCLUDED.deleted, \
            changed_at = EXCLUDED.changed_at, failed = EXCLUDED.failed, \
-           followed = EXCLUDED.followed \
-           RETURNING {LEAD_ROW}), \
-         {COLLABORATIONS} \
+           followed = EXCLUDED.followed{returning}), \
+         {upkeep} \
          deliveries AS (INSERT INTO projection_deliveries AS pd \
              (lead_id, kind, sent_at, run_id, status, reason) \
            SELECT * FROM UNNEST({deliveries}) \
@@ -85,7 +108,7 @@ static WRITE_BATCH: LazyLock<String> = LazyLock::new(|| {
            last_event_at = GREATEST(projection_state.last_event_at, EXCLUDED.last_event_at) \
          RETURNING time_zone"
     )
-});
+}
 
 /// The lead columns the collaborations copy (migration 20261205000001), returned by the lead
 /// inserts with the lead's collaborators trimmed, without blanks or repeats (`co_members`).
@@ -172,12 +195,25 @@ impl Params {
 pub(crate) async fn write_plan(
     conn: &mut PgConnection,
     plan: &BatchPlan,
-    stored: &HashSet<i64>,
+    stored: &StoredLeads,
     progress: &Progress<'_>,
 ) -> sqlx::Result<String> {
-    let (known, new): (Vec<_>, Vec<_>) = plan.leads.iter().partition(|(id, _)| stored.contains(id));
-    // The inputs in the order WRITE_BATCH numbers them.
-    let query = sqlx::query_scalar(WRITE_BATCH.as_str());
+    let (known, new): (Vec<_>, Vec<_>) = plan
+        .leads
+        .iter()
+        .partition(|(id, _)| stored.ids.contains(id));
+    let collaborators = stored.with_collaborators
+        || plan
+            .leads
+            .values()
+            .any(|r| !r.state.collaborator_user_ids.is_empty());
+    let statement = if collaborators {
+        &WRITE_BATCH
+    } else {
+        &WRITE_BATCH_WITHOUT_COLLABORATIONS
+    };
+    // The inputs in the order both statements number them.
+    let query = sqlx::query_scalar(statement.as_str());
     let query = bind_leads(query, &new);
     let query = bind_leads(query, &known);
     let query = bind_deliveries(query, &plan.deliveries);
@@ -407,16 +443,22 @@ mod tests {
     }
 
     #[test]
-    fn the_statement_numbers_each_placeholder_once_in_order() {
-        let sql = super::WRITE_BATCH.as_str();
-        let numbers: Vec<usize> = sql
-            .split('$')
-            .skip(1)
-            .map(|rest| {
-                let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-                digits.parse().unwrap()
-            })
-            .collect();
-        assert_eq!(numbers, (1..=58).collect::<Vec<_>>());
+    fn both_statements_number_each_placeholder_once_in_order() {
+        for sql in [
+            super::WRITE_BATCH.as_str(),
+            super::WRITE_BATCH_WITHOUT_COLLABORATIONS.as_str(),
+        ] {
+            let numbers: Vec<usize> = sql
+                .split('$')
+                .skip(1)
+                .map(|rest| {
+                    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                    digits.parse().unwrap()
+                })
+                .collect();
+            assert_eq!(numbers, (1..=58).collect::<Vec<_>>());
+        }
+        assert!(super::WRITE_BATCH.contains("projection_collaborations"));
+        assert!(!super::WRITE_BATCH_WITHOUT_COLLABORATIONS.contains("projection_collaborations"));
     }
 }

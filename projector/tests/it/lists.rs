@@ -84,5 +84,12 @@ async fn collaborations_and_failures_follow_the_events() {
     publish_lead(&h, 2, 5, "ACTIVE", ("u4", &["u1"])).await;
     let expected = vec![row("u1", 2, true, true, "ACTIVE")];
     assert_eq!(settled(&h).await, (expected, (true, true)));
+
+    // Lead 2 loses its last collaborator in a batch where no lead has any now: the row goes
+    // all the same (the stored lead had collaborators). Then a new lead without any.
+    publish_lead(&h, 2, 6, "ACTIVE", ("u4", &[])).await;
+    assert_eq!(settled(&h).await, (vec![], (true, true)));
+    publish_lead(&h, 3, 7, "ACTIVE", ("u4", &[])).await;
+    assert_eq!(settled(&h).await, (vec![], (true, true)));
     projector.stop().await;
 }

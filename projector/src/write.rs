@@ -43,7 +43,7 @@ static WRITE_BATCH_WITHOUT_COLLABORATIONS: LazyLock<String> =
     LazyLock::new(|| write_batch(Collaborations::None));
 
 /// Whether a batch statement keeps `projection_collaborations`.
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy)]
 enum Collaborations {
     /// Copy the written leads' columns to their collaborators' rows; delete rows of
     /// collaborators a lead no longer has.

@@ -439,6 +439,12 @@ def stage_tables(series):
             v = median(r["seconds"].get(k, 0.0) for r in runs_)
             share = median(100 * r["seconds"].get(k, 0.0) / r["wall_seconds"] for r in runs_)
             lines.append(f"| {k} | {fmt(v)} | {share:.0f} % |")
+        # Batches per process (reports from before 2026-12-01 have none): how many events a
+        # transaction or a publish round carried.
+        for k in sorted({k for r in runs_ for k in r.get("batches", {})}):
+            count = median(r["batches"].get(k, 0.0) for r in runs_)
+            size = median(r["events"] / r["batches"][k] for r in runs_ if r["batches"].get(k))
+            lines.append(f"| {k} batches | {count:.0f} (median {fmt(size)} events each) | |")
         lines.append("")
     return lines
 

@@ -149,73 +149,108 @@ const OUTBOX_EMPTY: &str = "SELECT NOT EXISTS (SELECT 1 FROM followup_outbox) OR
 const PROJECTED_THROUGH: &str =
     "SELECT COALESCE(max(last_stream_sequence), 0) >= $1 FROM projection_state";
 
-/// `/metrics` counters `<name>{stage="…"}` of a process, by stage.
-async fn scrape_stages(addr: SocketAddr, name: &str) -> BTreeMap<String, f64> {
-    let text = reqwest::get(format!("http://{addr}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let prefix = format!("{name}{{stage=\"");
-    text.lines()
-        .filter_map(|line| {
-            let rest = line.strip_prefix(&prefix)?;
-            let (stage, value) = rest.split_once("\"} ")?;
-            Some((stage.to_owned(), value.trim().parse().ok()?))
-        })
-        .collect()
+/// What a phase reads off a process's `/metrics` before and after: its stage counters
+/// (`<name>{stage="…"}`) and how many batches it has handled (its batch histogram's `_count`).
+#[derive(Default)]
+struct Counters {
+    /// `relay.<stage>` / `projector.<stage>` → seconds.
+    stages: BTreeMap<String, f64>,
+    /// `relay` / `projector` → batches.
+    batches: BTreeMap<String, f64>,
 }
 
-/// Stage seconds of the relay and (unless it is stopped) the projector, to subtract the
-/// "before" from the "after" of a phase.
-async fn scrape_all(whole: &Whole, projector: bool) -> BTreeMap<String, f64> {
-    let mut all = BTreeMap::new();
-    let mut processes = vec![(
-        whole.relay.addr,
-        "followup_relay_stage_seconds_total",
-        "relay",
-    )];
-    if projector {
-        processes.push((
-            whole.projector.addr,
-            "followup_projector_stage_seconds_total",
-            "projector",
-        ));
-    }
-    for (addr, name, short) in processes {
-        for (stage, seconds) in scrape_stages(addr, name).await {
-            all.insert(format!("{short}.{stage}"), seconds);
+impl Counters {
+    /// Reads one process's counters into `self`, its keys prefixed with `short`.
+    async fn scrape(&mut self, addr: SocketAddr, short: &str, stages: &str, batches: &str) {
+        let text = reqwest::get(format!("http://{addr}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let stage_prefix = format!("{stages}{{stage=\"");
+        let batch_prefix = format!("{batches}_count ");
+        for line in text.lines() {
+            if let Some((stage, value)) = line
+                .strip_prefix(&stage_prefix)
+                .and_then(|rest| rest.split_once("\"} "))
+                && let Ok(value) = value.trim().parse()
+            {
+                self.stages.insert(format!("{short}.{stage}"), value);
+            } else if let Some(Ok(value)) =
+                line.strip_prefix(&batch_prefix).map(|v| v.trim().parse())
+            {
+                self.batches.insert(short.to_owned(), value);
+            }
         }
+    }
+}
+
+/// The counters of the relay and (unless it is stopped) the projector, to subtract the
+/// "before" from the "after" of a phase.
+async fn scrape_all(whole: &Whole, projector: bool) -> Counters {
+    let mut all = Counters::default();
+    all.scrape(
+        whole.relay.addr,
+        "relay",
+        "followup_relay_stage_seconds_total",
+        "followup_relay_batch_duration_seconds",
+    )
+    .await;
+    if projector {
+        all.scrape(
+            whole.projector.addr,
+            "projector",
+            "followup_projector_stage_seconds_total",
+            "followup_projector_apply_duration_seconds",
+        )
+        .await;
     }
     all
 }
 
-/// Prints and emits the stage split of a phase of `wall` seconds.
+/// `after - before` per key, leaving out what did not move.
+fn moved<'a>(
+    before: &BTreeMap<String, f64>,
+    after: &'a BTreeMap<String, f64>,
+    least: f64,
+) -> BTreeMap<&'a str, f64> {
+    after
+        .iter()
+        .map(|(k, v)| (k.as_str(), v - before.get(k).copied().unwrap_or(0.0)))
+        .filter(|(_, v)| *v >= least)
+        .collect()
+}
+
+/// Prints and emits the stage split of a phase of `wall` seconds that moved `n` events, and how
+/// many batches each process took for them.
 fn report_stages(
     phase: &str,
     run: usize,
     wall: f64,
-    before: &BTreeMap<String, f64>,
-    after: &BTreeMap<String, f64>,
+    n: usize,
+    before: &Counters,
+    after: &Counters,
 ) {
-    let split: BTreeMap<&str, f64> = after
-        .iter()
-        .map(|(k, v)| (k.as_str(), v - before.get(k).copied().unwrap_or(0.0)))
-        .filter(|(_, v)| *v > 0.0005)
-        .collect();
+    let split = moved(&before.stages, &after.stages, 0.0005);
+    let batches = moved(&before.batches, &after.batches, 1.0);
     let line: Vec<String> = split
         .iter()
         .map(|(k, v)| format!("{k} {:.0} ms ({:.0} %)", v * 1e3, 100.0 * v / wall))
         .collect();
+    let sizes: Vec<String> = batches
+        .iter()
+        .map(|(k, v)| format!("{k} {v:.0} (mean {:.0} events)", n as f64 / v))
+        .collect();
     println!(
-        "  stages of {phase} ({:.0} ms wall): {}",
+        "  stages of {phase} ({:.0} ms wall): {}; batches: {}",
         wall * 1e3,
-        line.join(", ")
+        line.join(", "),
+        sizes.join(", ")
     );
     emit(json!({
         "bench": "whole_stages", "series": "whole_stages", "run": run, "phase": phase,
-        "wall_seconds": wall, "seconds": split,
+        "wall_seconds": wall, "seconds": split, "events": n, "batches": batches,
     }));
 }
 
@@ -349,6 +384,7 @@ async fn large_transaction(
         &format!("relay alone, {n} rows"),
         run,
         secs(committed, relayed),
+        n,
         &before,
         &after,
     );
@@ -365,6 +401,7 @@ async fn large_transaction(
         &format!("projector alone, {n} rows"),
         run,
         secs(resumed, projected),
+        n,
         &before,
         &after,
     );
@@ -395,7 +432,14 @@ async fn large_transaction(
     drop(perf);
     let wall = secs(committed, framed);
     let after = scrape_all(whole, true).await;
-    report_stages(&format!("end to end, {n} rows"), run, wall, &before, &after);
+    report_stages(
+        &format!("end to end, {n} rows"),
+        run,
+        wall,
+        n,
+        &before,
+        &after,
+    );
     let end_to_end = n as f64 / wall;
 
     // 4. and 5. What NATS alone costs for as many messages.

@@ -124,16 +124,6 @@ async fn lists_per_scope_equal_the_crm_tables() {
         ("converted", BTreeSet::from([converts])),
         ("failed", BTreeSet::from([fails])),
     ]);
-    let admin = token("boss", &["admin"]);
-    let caught_up = followup_testkit::eventually(Duration::from_secs(30), || async {
-        for (name, expected) in &want {
-            if ids(&list_all(&stack, &admin, name, None).await) != *expected {
-                return None;
-            }
-        }
-        Some(())
-    })
-    .await;
     let mut conn = pool.acquire().await.unwrap();
     let truth = followup_projector::truth_lists(&mut conn, Utc::now(), chrono_tz::Europe::Berlin)
         .await
@@ -145,12 +135,9 @@ async fn lists_per_scope_equal_the_crm_tables() {
             .unwrap_or_default();
         assert_eq!(org, want[name], "the truth of {name}");
     }
-    assert!(
-        caught_up.is_some(),
-        "the organisation's lists never matched the dataset"
-    );
 
     // Per scope: what the gateway lists = what the CRM's tables give.
+    let admin = token("boss", &["admin"]);
     let manager = token("mgr", &["manager"]);
     let scopes: [(&str, String, Option<&str>); 5] = [
         ("org", admin.clone(), None),
@@ -159,13 +146,35 @@ async fn lists_per_scope_equal_the_crm_tables() {
         ("user:u1", token("u1", &["sales"]), None),
         ("user:u3", token("u3", &["sales"]), None),
     ];
+    let expected = |scope: &str, figure: LeadFigure| {
+        truth
+            .get(&(scope.to_owned(), figure))
+            .cloned()
+            .unwrap_or_default()
+    };
+    // Wait for every scope, not only the organisation's lists: the last changes (u1 taken off
+    // `handed`, its new owner, `erased`) move no organisation list the gateway serves (an
+    // erased lead is hidden at request time from the CRM's own flag), so those lists can match
+    // while these changes are still on their way through the relay and the projector.
+    let caught_up = followup_testkit::eventually(Duration::from_secs(30), || async {
+        for (scope, bearer, owner) in &scopes {
+            for (name, figure) in FIGURES {
+                if ids(&list_all(&stack, bearer, name, *owner).await) != expected(scope, figure) {
+                    return None;
+                }
+            }
+        }
+        Some(())
+    })
+    .await;
+    assert!(
+        caught_up.is_some(),
+        "the lists of every scope never matched the CRM's tables"
+    );
     for (scope, bearer, owner) in &scopes {
         for (name, figure) in FIGURES {
             let items = list_all(&stack, bearer, name, *owner).await;
-            let expected = truth
-                .get(&((*scope).to_owned(), figure))
-                .cloned()
-                .unwrap_or_default();
+            let expected = expected(scope, figure);
             assert_eq!(ids(&items), expected, "{scope} {name}");
             assert_eq!(items.len(), expected.len(), "{scope} {name}: no lead twice");
             if matches!(figure, LeadFigure::PendingT3 | LeadFigure::PendingT7) {

@@ -429,7 +429,10 @@ def stage_tables(series):
              "`followup_relay_stage_seconds_total` and `followup_projector_stage_seconds_total`), "
              "as a share of the phase's wall time, median of the runs. Stages of one process that "
              "run beside each other (relay: `delete` beside the next `publish`; projector: `fetch`, "
-             "`parse`, `ack` beside the batch loop) can add up to more than 100 %.", ""]
+             "`parse`, `ack` beside the batch loop) can add up to more than 100 %. The rows "
+             "`relay batches` and `projector batches` are counts, not seconds: how many batches "
+             "each process took for the phase's events (its batch histogram's `_count`), and how "
+             "many events that makes per batch (at most 5 000 by default).", ""]
     for phase, runs_ in phases.items():
         wall = median(r["wall_seconds"] for r in runs_)
         stages = sorted({k for r in runs_ for k in r["seconds"]})

@@ -372,7 +372,9 @@ async fn large_transaction(
     let pool = whole.pool();
     let secs = |from: Instant, to: Instant| to.duration_since(from).as_secs_f64();
 
-    // 1. Relay alone.
+    // 1. Relay alone. The projector is idle here: its counters now are phase 2's "before"
+    // (read after it continues they could already include its first batch).
+    let projector_before = scrape_all(whole, true).await;
     signal(whole.projector.pid(), "STOP");
     let before = scrape_all(whole, false).await;
     let first = whole.stream_last_sequence().await + 1;
@@ -389,10 +391,13 @@ async fn large_transaction(
         &after,
     );
 
-    // 2. Projector alone (its counters read right after it continues).
+    // 2. Projector alone: the relay's counters from the end of phase 1, the projector's from
+    // before it stopped.
+    let mut before = projector_before;
+    before.stages.extend(after.stages);
+    before.batches.extend(after.batches);
     let resumed = Instant::now();
     signal(whole.projector.pid(), "CONT");
-    let before = scrape_all(whole, true).await;
     let last = first + n as u64 - 1;
     let projected = poll_until(pool, PROJECTED_THROUGH, last as i64).await;
     let projector_alone = n as f64 / secs(resumed, projected);

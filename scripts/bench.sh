@@ -66,6 +66,9 @@ log "building the benchmarks (release)"
 cargo build --release --quiet -p followup-gateway --bin followup-gateway \
   -p followup-producer --bin followup-producer -p followup-projector --bin followup-projector
 mkdir -p "$work/bin"
+# Unlinked first: a service left running (e.g. SIGSTOPped by a killed run of `whole`) keeps its
+# binary busy, and copying over a busy executable fails with "Text file busy".
+rm -f "$work/bin/followup-gateway" "$work/bin/followup-producer" "$work/bin/followup-projector"
 cp target/release/followup-gateway target/release/followup-producer target/release/followup-projector "$work/bin/"
 export BENCH_SERVICE_BIN_DIR=$PWD/$work/bin
 cargo bench -p followup-producer -p followup-projector --no-run --quiet

@@ -21,6 +21,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve(config) => {
             followup_infra::telemetry::init_tracing();
             config.jwt.validate()?;
+            config.common.database_url()?;
             let shutdown = followup_infra::shutdown_on_signals();
             let listener = tokio::net::TcpListener::bind(config.http_addr)
                 .await

@@ -76,7 +76,7 @@ pub async fn run_with_metrics_listener(
     let nats_ready = readiness.check("nats");
 
     let pool = connect_database(
-        &config.common.database_url,
+        config.common.database_url()?,
         config.db_connections,
         &shutdown,
     )

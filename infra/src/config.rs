@@ -15,9 +15,11 @@ pub const DEFAULT_TZ: Tz = chrono_tz::Europe::Berlin;
 /// Where the CRM database and NATS are, and the time zone of "today".
 #[derive(Debug, Clone, clap::Args)]
 pub struct CommonArgs {
-    /// Postgres URL of the CRM database.
+    /// Postgres URL of the CRM database. Every command that reads or writes the database needs
+    /// it (all of the producer's and the gateway's); the projector's NATS-only commands
+    /// (`consumers`, `dlq`, `show-events`) run without it.
     #[arg(long, env = "DATABASE_URL")]
-    pub database_url: String,
+    pub database_url: Option<String>,
     /// NATS server URL, or several comma-separated (the nodes of a cluster).
     #[arg(long, env = "NATS_URL", default_value = DEFAULT_NATS_URL)]
     pub nats_url: String,
@@ -27,15 +29,33 @@ pub struct CommonArgs {
     pub followup_tz: Tz,
 }
 
+/// A setting a command needs is missing.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("DATABASE_URL (or --database-url) is not set: this command needs the CRM's database")]
+    MissingDatabaseUrl,
+}
+
 impl CommonArgs {
     /// The defaults, with this database and NATS: for tests and benchmarks that start a service
     /// in process.
     pub fn new(database_url: impl Into<String>, nats_url: impl Into<String>) -> CommonArgs {
         CommonArgs {
-            database_url: database_url.into(),
+            database_url: Some(database_url.into()),
             nats_url: nats_url.into(),
             followup_tz: DEFAULT_TZ,
         }
+    }
+}
+
+impl CommonArgs {
+    /// `DATABASE_URL`, for a command that needs the database; checked first, before anything
+    /// connects, so a missing setting is named instead of surfacing as a connection error.
+    pub fn database_url(&self) -> Result<&str, ConfigError> {
+        self.database_url
+            .as_deref()
+            .filter(|url| !url.trim().is_empty())
+            .ok_or(ConfigError::MissingDatabaseUrl)
     }
 }
 
@@ -65,5 +85,19 @@ mod tests {
         let err = Cli::try_parse_from(["t", "--database-url", "x", "--followup-tz", "Mars/Base"])
             .unwrap_err();
         assert!(err.to_string().contains("not an IANA time zone"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_or_blank_database_url_is_named() {
+        let mut common = CommonArgs::new("postgres://x/y", DEFAULT_NATS_URL);
+        assert_eq!(common.database_url().unwrap(), "postgres://x/y");
+        for missing in [None, Some(String::new()), Some("  ".to_owned())] {
+            common.database_url = missing;
+            let err = common.database_url().unwrap_err().to_string();
+            assert!(
+                err.starts_with("DATABASE_URL (or --database-url) is not set"),
+                "{err}"
+            );
+        }
     }
 }

@@ -13,6 +13,8 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 async fn main() -> anyhow::Result<()> {
     followup_infra::telemetry::init_tracing();
     let cli = Cli::parse();
+    // Every producer command works on the CRM database.
+    cli.config.common.database_url()?;
     let shutdown = followup_infra::shutdown_on_signals();
     match cli.command {
         Command::Serve => {

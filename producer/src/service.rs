@@ -38,7 +38,7 @@ async fn connect_all(
     config: &ProducerConfig,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Connections> {
-    let pool = connect_database(&config.common.database_url, 10, shutdown).await?;
+    let pool = connect_database(config.common.database_url()?, 10, shutdown).await?;
     prepare_database(&pool).await?;
     let nats = connect_nats(&config.common.nats_url, "followup-producer", shutdown).await?;
     let js = jetstream_context(&nats);
@@ -118,7 +118,7 @@ pub async fn migrate(
     grant_to: Option<&str>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let pool = connect_database(&config.common.database_url, 2, &shutdown).await?;
+    let pool = connect_database(config.common.database_url()?, 2, &shutdown).await?;
     followup_infra::migrate_database(&pool).await?;
     if let Some(role) = grant_to {
         followup_infra::grant_app_role(&pool, role).await?;
@@ -189,7 +189,7 @@ pub async fn run_until_stopped(
         readiness.clone(),
         shutdown.clone(),
     ));
-    let pool = connect_database(&config.common.database_url, 10, &shutdown).await?;
+    let pool = connect_database(config.common.database_url()?, 10, &shutdown).await?;
     prepare_database(&pool).await?;
     tokio::spawn(watch_database(pool.clone(), db_ready, shutdown.clone()));
     // The "no run for 25 h" alert must not fire just because this process restarted.

@@ -20,6 +20,7 @@ pub async fn run_cli(cli: Cli, shutdown: CancellationToken) -> anyhow::Result<Ex
     let config = cli.config;
     match cli.command {
         Command::Serve => {
+            config.common.database_url()?;
             let listener = tokio::net::TcpListener::bind(config.http_addr)
                 .await
                 .with_context(|| format!("binding HTTP_ADDR {}", config.http_addr))?;
@@ -162,8 +163,12 @@ async fn replay_summary(
 }
 
 async fn open_database(config: &Config, shutdown: &CancellationToken) -> anyhow::Result<PgPool> {
-    let pool =
-        connect_database(&config.common.database_url, config.db_connections, shutdown).await?;
+    let pool = connect_database(
+        config.common.database_url()?,
+        config.db_connections,
+        shutdown,
+    )
+    .await?;
     prepare_database(&pool).await?;
     Ok(pool)
 }

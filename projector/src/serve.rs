@@ -64,8 +64,12 @@ async fn consume_until_stopped(
     ready: Arc<AtomicBool>,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
-    let pool =
-        connect_database(&config.common.database_url, config.db_connections, shutdown).await?;
+    let pool = connect_database(
+        config.common.database_url()?,
+        config.db_connections,
+        shutdown,
+    )
+    .await?;
     prepare_database(&pool).await?;
     // Figures right from the first minute: a CRM that held leads before the projector started.
     let mut conn = pool.acquire().await?;

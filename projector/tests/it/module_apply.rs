@@ -1,6 +1,7 @@
-//! `followup-projector consumers apply`, the real binary against a fresh nats-server: creates the
-//! durables of a directory, is a no-op when applied again, updates a tunable, and refuses a
-//! changed deliver policy unless told to recreate the durable.
+//! `followup-projector consumers apply`, the real binary against a fresh nats-server and without
+//! `DATABASE_URL`: creates the durables of a directory, is a no-op when applied again, updates a
+//! tunable, and refuses a changed deliver policy unless told to recreate the durable. And the
+//! commands that need the database name `DATABASE_URL` when it is missing.
 
 use std::path::Path;
 use std::process::Command;
@@ -14,8 +15,8 @@ fn apply(nats: &NatsServer, dir: &Path, extra: &[&str]) -> (bool, String, String
         .arg(dir)
         .args(extra)
         .env("NATS_URL", nats.url())
-        // Required by every subcommand's settings, unused by this one.
-        .env("DATABASE_URL", "postgres://unused@127.0.0.1:1/unused")
+        // A module's operator applies durables with NATS only.
+        .env_remove("DATABASE_URL")
         .env("RUST_LOG", "warn")
         .output()
         .expect("run followup-projector");
@@ -113,4 +114,26 @@ async fn apply_creates_is_idempotent_updates_tunables_and_refuses_a_changed_deli
         out.contains("FOLLOWUP/mod-a: recreated (deliver_policy)"),
         "{out}"
     );
+}
+
+/// The commands that work on the database name the missing setting before connecting anything.
+#[test]
+fn a_database_command_without_database_url_names_the_setting() {
+    for command in [&["verify"][..], &["dead-letters", "list"], &["serve"]] {
+        let output = Command::new(env!("CARGO_BIN_EXE_followup-projector"))
+            .args(command)
+            .env_remove("DATABASE_URL")
+            // Nothing listens here: were NATS or a port tried first, the error would differ.
+            .env("NATS_URL", "nats://127.0.0.1:1")
+            .env("HTTP_ADDR", "127.0.0.1:0")
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("run followup-projector");
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert!(!output.status.success(), "{command:?} succeeded: {stderr}");
+        assert!(
+            stderr.contains("DATABASE_URL (or --database-url) is not set"),
+            "{command:?}: {stderr}"
+        );
+    }
 }

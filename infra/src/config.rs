@@ -16,7 +16,7 @@ pub const DEFAULT_TZ: Tz = chrono_tz::Europe::Berlin;
 #[derive(Debug, Clone, clap::Args)]
 pub struct CommonArgs {
     /// Postgres URL of the CRM database. Every command that reads or writes the database needs
-    /// it (all of the producer's and the gateway's); the projector's NATS-only commands
+    /// it (every producer command, the gateway's `serve`); the projector's NATS-only commands
     /// (`consumers`, `dlq`, `show-events`) run without it.
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: Option<String>,

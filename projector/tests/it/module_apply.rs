@@ -3,8 +3,10 @@
 //! tunable, and refuses a changed deliver policy unless told to recreate the durable. And the
 //! commands that need the database name `DATABASE_URL` when it is missing.
 
+use std::io::Read;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use followup_contract::{DLQ_STREAM_NAME, STREAM_NAME};
 use followup_testkit::NatsServer;
@@ -116,21 +118,43 @@ async fn apply_creates_is_idempotent_updates_tunables_and_refuses_a_changed_deli
     );
 }
 
-/// The commands that work on the database name the missing setting before connecting anything.
+/// The commands that work on the database name the missing setting before anything else:
+/// before NATS (nothing listens at `NATS_URL`; connecting would retry, not fail) and before the
+/// port (`HTTP_ADDR` is taken, so binding first would fail with another error).
 #[test]
 fn a_database_command_without_database_url_names_the_setting() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let http_addr = taken.local_addr().unwrap().to_string();
     for command in [&["verify"][..], &["dead-letters", "list"], &["serve"]] {
-        let output = Command::new(env!("CARGO_BIN_EXE_followup-projector"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_followup-projector"))
             .args(command)
             .env_remove("DATABASE_URL")
-            // Nothing listens here: were NATS or a port tried first, the error would differ.
             .env("NATS_URL", "nats://127.0.0.1:1")
-            .env("HTTP_ADDR", "127.0.0.1:0")
+            .env("HTTP_ADDR", &http_addr)
             .env("RUST_LOG", "warn")
-            .output()
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
             .expect("run followup-projector");
-        let stderr = String::from_utf8(output.stderr).unwrap();
-        assert!(!output.status.success(), "{command:?} succeeded: {stderr}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                child.kill().unwrap();
+                panic!("{command:?} still running after 20 s without DATABASE_URL");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut stderr = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        assert!(!status.success(), "{command:?} succeeded: {stderr}");
         assert!(
             stderr.contains("DATABASE_URL (or --database-url) is not set"),
             "{command:?}: {stderr}"

@@ -46,9 +46,7 @@ impl CommonArgs {
             followup_tz: DEFAULT_TZ,
         }
     }
-}
 
-impl CommonArgs {
     /// `DATABASE_URL`, for a command that needs the database; checked first, before anything
     /// connects, so a missing setting is named instead of surfacing as a connection error.
     pub fn database_url(&self) -> Result<&str, ConfigError> {
